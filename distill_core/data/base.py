@@ -1,0 +1,131 @@
+"""What every data set loader returns, and the shared split / normalise step."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    input_shape: tuple[int, ...]  # per sample: (d,) vector, (C, L) signal, (C, H, W) image
+    num_classes: int
+    class_names: list[str]
+    kind: str  # "vector" | "signal" | "image"
+    source: str = ""
+    citation: str = ""
+    augment: str = "none"  # what augmentation means here: "shift" (images), "noise" (signals, vectors)
+    params: dict = field(default_factory=dict)  # the knobs it was loaded with
+
+
+@dataclass
+class DataBundle:
+    """Train / validation / test tensors (float32 inputs, int64 labels) and metadata."""
+
+    info: DatasetInfo
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(getattr(self, f"y_{s}")) for s in ("train", "val", "test")}
+
+
+def validate_arrays(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check inputs/labels are usable; return float32 x and integer labels 0..K-1 (sorted)."""
+    if len(x) != len(y):
+        raise DataError(f"{where}: x has {len(x)} samples but y has {len(y)}")
+    if len(x) == 0:
+        raise DataError(f"{where}: no samples")
+    try:
+        x = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: inputs are not numeric") from None
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).any(axis=tuple(range(1, x.ndim))).sum()) if x.ndim > 1 else int((~np.isfinite(x)).sum())
+        raise DataError(f"{where}: {bad} sample(s) contain NaN or infinite values")
+    return x, np.asarray(y)
+
+
+def encode_labels(y: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    """Map arbitrary labels to 0..K-1; class names are the sorted original labels."""
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels must be one value per sample, got shape {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise DataError(f"{where}: labels contain NaN or infinite values")
+        if np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{where}: need at least two classes, found {len(classes)}")
+    return codes.astype(np.int64), [str(c) for c in classes]
+
+
+def split_and_normalise(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    where: str,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    normalise: str = "global",
+) -> tuple[torch.Tensor, ...]:
+    """Stratified, seeded split; normalisation statistics come from the training split only.
+
+    `normalise`: "global" (one mean/std over all training values: images, signals),
+    "feature" (per-feature mean/std: tabular data) or "none".
+    If `x_test`/`y_test` are given, the data set has its own test split and only validation
+    is carved out of `x`.
+    """
+    rng = np.random.default_rng(seed)
+    n_classes = int(y.max()) + 1
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    own_test = x_test is not None
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        need = 2 if own_test else 3
+        if len(idx) < need:
+            raise DataError(
+                f"{where}: class {c} has {len(idx)} sample(s); at least {need} are needed to split "
+                "into train / validation" + ("" if own_test else " / test")
+            )
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        n_test = 0 if own_test else max(1, int(round(len(idx) * test_fraction)))
+        if len(idx) - n_val - n_test < 1:
+            n_val, n_test = 1, 0 if own_test else 1
+        parts["val"] += idx[:n_val].tolist()
+        parts["test"] += idx[n_val : n_val + n_test].tolist()
+        parts["train"] += idx[n_val + n_test :].tolist()
+    order = {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}
+    xs = {k: x[v] for k, v in order.items()}
+    ys = {k: y[v] for k, v in order.items()}
+    if own_test:
+        xs["test"], ys["test"] = np.asarray(x_test, dtype=np.float32), np.asarray(y_test)
+    train = xs["train"]
+    if normalise == "global":
+        mean, std = float(train.mean()), float(train.std()) or 1.0
+    elif normalise == "feature":
+        mean, std = train.mean(axis=0), train.std(axis=0)
+        std = np.where(std > 0, std, 1.0)
+    else:
+        mean, std = 0.0, 1.0
+    out = []
+    for k in ("train", "val", "test"):
+        out.append(torch.from_numpy(((xs[k] - mean) / std).astype(np.float32)))
+        out.append(torch.from_numpy(ys[k].astype(np.int64)))
+    return tuple(out)

@@ -1,0 +1,192 @@
+"""The training loop: in-memory tensors, any method, progress and cancellation hooks.
+
+Data that fits in memory is batched by indexing tensors directly (no DataLoader), so the loop
+costs about what a hand-written PyTorch loop costs (bench/bench_engine.py measures this).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from ..data.base import DataBundle
+from ..errors import Cancelled
+from ..methods import EMBEDDING, FEATURES, Method
+from ..models.base import DistillNet, ModelOutput
+from ..registry import Param, coerce_knobs
+from .augment import augment_batch
+from .device import pick_device, set_threads
+
+TRAIN_PARAMS = (
+    Param("epochs", 30, "passes over the training set", "int", 1, 10000),
+    Param("batch_size", 64, "samples per step", "int", 1, 65536),
+    Param("lr", 1e-3, "learning rate", "float", 1e-7, 10.0),
+    Param("optimizer", "adam", "optimiser", "choice", choices=("adam", "sgd")),
+    Param("momentum", 0.9, "SGD momentum", "float", 0.0, 0.999),
+    Param("weight_decay", 0.0, "L2 weight decay", "float", 0.0, 1.0),
+    Param("schedule", "cosine", "learning-rate schedule", "choice", choices=("cosine", "constant")),
+    Param("patience", 0, "early stopping: epochs without a better validation accuracy (0 = off); the best epoch's weights are kept", "int", 0, 10000),
+    Param("augment", False, "augment training batches (small shifts for images, noise for signals)", "bool"),
+    Param("threads", 0, "CPU threads for torch (0 = all cores)", "int", 0, 256),
+    Param("device", "auto", "where to train", "choice", choices=("auto", "cpu", "cuda", "mps")),
+)
+# Settings that do not change the numbers a run produces (left out of its hash).
+NON_SEMANTIC = ("threads", "device")
+
+
+def train_settings(given: dict | None = None) -> dict:
+    """Validated training settings with defaults filled in."""
+    return coerce_knobs(TRAIN_PARAMS, dict(given or {}), "training")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = 0
+    best_val_accuracy: float = 0.0
+    seconds: float = 0.0
+    steps: int = 0
+    device: str = "cpu"
+    threads: int = 1
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+ProgressFn = Callable[[dict], None]
+
+
+def _val_accuracy(model: DistillNet, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> float:
+    model.eval()
+    with torch.inference_mode():
+        correct = sum((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum().item() for i in range(0, len(x), batch))
+    return correct / max(1, len(y))
+
+
+def train_model(
+    model: DistillNet,
+    data: DataBundle,
+    settings: dict,
+    method: Method,
+    *,
+    teacher: DistillNet | None = None,
+    teacher_logits: torch.Tensor | None = None,
+    seed: int = 0,
+    phase: str = "student",
+    on_progress: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress_every: float = 0.5,
+) -> TrainResult:
+    """Train `model` in place with `method`'s loss.
+
+    The teacher is given either as cached `teacher_logits` for the training split (logit-only
+    methods without augmentation: the teacher is not run at all) or as a `teacher` model run
+    on each batch. `on_progress` receives an event dict at most every `progress_every` seconds
+    and at each epoch's end; `should_stop` is checked between steps and raises `Cancelled`.
+    """
+    s = settings
+    device = pick_device(s["device"])
+    threads = set_threads(s["threads"])
+    gen = torch.Generator().manual_seed(seed)
+    model.to(device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    n = len(y_train)
+    batch = min(s["batch_size"], n)
+    steps_per_epoch = math.ceil(n / batch)
+    total_steps = steps_per_epoch * s["epochs"]
+
+    need = method.needs
+    use_cache = teacher_logits is not None and not s["augment"]
+    if method.uses_teacher and not use_cache and teacher is None:
+        raise ValueError(f"method {method.name} needs a teacher or its cached logits")
+    if teacher is not None:
+        teacher.to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    if use_cache:
+        teacher_logits = teacher_logits.to(device)
+
+    extra = method.setup(model, teacher, x_train[: min(n, 64)])
+    params = list(model.parameters()) + (list(extra.to(device).parameters()) if extra is not None else [])
+    if s["optimizer"] == "adam":
+        opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
+    else:
+        opt = torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if s["schedule"] == "cosine" else None
+
+    result = TrainResult(device=str(device), threads=threads)
+    best_state, best_acc, since_best = None, -1.0, 0
+    start = last_report = time.perf_counter()
+    step = 0
+    for epoch in range(1, s["epochs"] + 1):
+        model.train()
+        if extra is not None:
+            extra.train()
+        order = torch.randperm(n, generator=gen).to(device)
+        sums: dict[str, float] = {}
+        for i in range(0, n, batch):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"{phase} training cancelled at epoch {epoch}")
+            idx = order[i : i + batch]
+            xb, yb = x_train[idx], y_train[idx]
+            if s["augment"]:
+                xb = augment_batch(xb, data.info.augment, gen)
+            if need in (EMBEDDING, FEATURES):
+                out = model.forward_all(xb)
+            else:
+                out = ModelOutput(model(xb), None, [])
+            t_out = None
+            if method.uses_teacher:
+                if use_cache:
+                    t_out = ModelOutput(teacher_logits[idx], None, [])
+                else:
+                    with torch.no_grad():
+                        t_out = teacher.forward_all(xb) if need in (EMBEDDING, FEATURES) else ModelOutput(teacher(xb), None, [])
+            loss, parts = method.loss(out, t_out, yb, (step + 1) / total_steps)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            step += 1
+            parts = {"loss": loss.item(), **parts}
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v * len(idx)
+            now = time.perf_counter()
+            if on_progress is not None and now - last_report >= progress_every:
+                last_report = now
+                on_progress({"phase": phase, "epoch": epoch, "epochs": s["epochs"], "step": step,
+                             "steps": total_steps, "losses": parts, "elapsed": now - start})
+        val_acc = _val_accuracy(model, x_val, y_val)
+        row = {"epoch": epoch, **{k: v / n for k, v in sums.items()}, "val_accuracy": val_acc,
+               "lr": opt.param_groups[0]["lr"], "elapsed": time.perf_counter() - start}
+        if not all(math.isfinite(v) for v in row.values()):
+            raise FloatingPointError(f"{phase} training diverged at epoch {epoch} (loss {row.get('loss')}); try a lower learning rate")
+        result.history.append(row)
+        if on_progress is not None:
+            last_report = time.perf_counter()
+            on_progress({"phase": phase, "epoch": epoch, "epochs": s["epochs"], "step": step, "steps": total_steps,
+                         "losses": {k: v for k, v in row.items() if k not in ("epoch", "val_accuracy", "lr", "elapsed")},
+                         "val_accuracy": val_acc, "elapsed": row["elapsed"], "epoch_end": True})
+        if val_acc > best_acc:
+            best_acc, since_best, result.best_epoch = val_acc, 0, epoch
+            if s["patience"]:
+                best_state = copy.deepcopy(model.state_dict())
+        else:
+            since_best += 1
+            if s["patience"] and since_best >= s["patience"]:
+                result.stopped_early = True
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    result.best_val_accuracy = best_acc
+    result.seconds = time.perf_counter() - start
+    result.steps = step
+    return result

@@ -1,0 +1,64 @@
+"""What a distillation method is.
+
+A method module holds a pure loss function of tensors (checkable against its paper) and a small
+`Method` subclass that declares its knobs, what it needs from the models, and computes the
+training loss for one batch. Adding a method = adding one module to this package.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.base import DistillNet, ModelOutput
+from ..registry import Param, coerce_knobs
+
+# What a method needs from the models; the engine only computes what is needed.
+LOGITS, EMBEDDING, FEATURES = "logits", "embedding", "features"
+
+TEMPERATURE = Param("temperature", 4.0, "softmax temperature T: higher shows more of the teacher's 'dark knowledge'", "float", 0.1, 100.0)
+ALPHA = Param("alpha", 0.9, "weight of the distillation term; 1 - alpha goes to the hard-label cross-entropy", "float", 0.0, 1.0)
+
+
+class Method:
+    """Base class. Subclasses set the class attributes and implement `loss`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    paper: ClassVar[str] = ""
+    equation: ClassVar[str] = ""  # LaTeX, shown on the page
+    params: ClassVar[tuple[Param, ...]] = ()
+    needs: ClassVar[str] = LOGITS  # LOGITS, EMBEDDING or FEATURES (from teacher and student)
+    uses_teacher: ClassVar[bool] = True
+
+    def __init__(self, **knobs):
+        self.knobs = coerce_knobs(self.params, knobs, f"method {self.name}")
+        for k, v in self.knobs.items():
+            setattr(self, k, v)
+        self.extra: nn.Module | None = None  # learnable parts (adapters), trained with the student
+
+    @classmethod
+    def incompatibility(cls, student: DistillNet, teacher: DistillNet | None) -> str | None:
+        """Why this method cannot run with these models, or None if it can."""
+        return None
+
+    def setup(self, student: DistillNet, teacher: DistillNet | None, sample: torch.Tensor) -> nn.Module | None:
+        """Create learnable extras (adapters) given a sample batch; returns them (or None)."""
+        return None
+
+    def loss(self, student: ModelOutput, teacher: ModelOutput | None, targets: torch.Tensor,
+             progress: float) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss for a batch and its named parts (floats, for the curves).
+
+        `progress` is the fraction of training done, in [0, 1] (for warm-ups).
+        """
+        raise NotImplementedError
+
+
+def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Batch-mean KL(p_teacher^T || p_student^T) (no T^2 factor)."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
