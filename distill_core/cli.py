@@ -1,0 +1,255 @@
+"""`python -m distill_core`: list the registries, run experiments, and (from the jobs and
+measurement layers) submit, watch and measure runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+from .config import TEACHER, ExperimentSpec, expand, load_experiment_file
+from .errors import DistillError
+
+
+# ---------------------------------------------------------------- listing
+def _print_params(params, indent="    "):
+    for p in params:
+        print(f"{indent}{p.describe()}")
+
+
+def cmd_datasets(args):
+    from .data import DATASETS
+
+    for e in DATASETS:
+        print(f"{e.name}: {e.description}")
+        _print_params(e.params)
+
+
+def cmd_models(args):
+    from .models import ARCHITECTURES, NAMED_SIZES
+
+    for e in ARCHITECTURES:
+        print(f"{e.name}: {e.description} [inputs: {', '.join(e.extra['kinds'])}]")
+        _print_params(e.params)
+    print("\nnamed sizes:")
+    for name, spec in NAMED_SIZES.items():
+        print(f"  {name}: {spec.get('_about', '')}")
+
+
+def cmd_methods(args):
+    from .methods import METHODS
+
+    for m in METHODS:
+        print(f"{m.name}: {m.description}")
+        if m.paper:
+            print(f"    paper: {m.paper}")
+        print(f"    needs: {m.needs if m.uses_teacher else 'no teacher'}")
+        _print_params(m.params)
+
+
+def cmd_presets(args):
+    from .presets import PRESETS
+
+    for name, p in PRESETS.items():
+        print(f"{name}: {p['description']}")
+
+
+# ---------------------------------------------------------------- run
+def parse_model_flag(text: str):
+    """'mlp:hidden=64-64,dropout=0.1' -> {'arch': 'mlp', 'hidden': '64-64', ...}; a bare name stays a name."""
+    if ":" not in text:
+        return text
+    arch, _, rest = text.partition(":")
+    spec = {"arch": arch}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise DistillError(f"model {text!r}: expected key=value, got {part!r}")
+        spec[key.strip()] = value.strip()
+    return spec
+
+
+def spec_from_args(args) -> tuple[ExperimentSpec, list]:
+    """The experiment named by --preset, a FILE, or flags; flags override a preset or file."""
+    published = []
+    if args.preset:
+        from .presets import get_preset, preset_spec
+
+        spec, published = preset_spec(args.preset), get_preset(args.preset)["published"]
+    elif args.file:
+        spec = load_experiment_file(args.file)
+    else:
+        spec = ExperimentSpec()
+    if args.dataset:
+        spec.dataset = args.dataset
+    if args.teacher:
+        spec.teacher = parse_model_flag(args.teacher)
+    if args.student:
+        spec.students = [parse_model_flag(s) for s in args.student]
+    if args.method:
+        spec.methods = [{"name": m} for m in args.method]
+    for flag, field in (("temperature", "temperatures"), ("alpha", "alphas"), ("seed", "seeds")):
+        if getattr(args, flag):
+            setattr(spec, field, getattr(args, flag))
+    for flag in ("epochs", "lr", "batch_size", "threads"):
+        if getattr(args, flag) is not None:
+            spec.train = {**spec.train, flag: getattr(args, flag)}
+            if spec.teacher_train is not None and flag == "threads":
+                spec.teacher_train = {**spec.teacher_train, flag: getattr(args, flag)}
+    return spec, published
+
+
+def run_label(cfg: dict) -> str:
+    from .models import describe_spec
+
+    return describe_spec(cfg["model"])
+
+
+def result_row(res: dict) -> dict:
+    cfg, m = res["config"], res["metrics"]
+    method = cfg["method"]
+    train = res.get("train") or {}
+    return {
+        "run": res["hash"][:8], "role": cfg["role"], "model": run_label(cfg), "method": method["name"],
+        "T": method.get("temperature"), "alpha": method.get("alpha"), "seed": cfg["seed"], "params": res["params"],
+        "accuracy": m["accuracy"], "errors": m["errors"], "top5": m.get("top5_accuracy"), "nll": m["nll"],
+        "ece": m["ece"], "agreement": m.get("teacher_agreement"), "kl_teacher": m.get("teacher_kl"),
+        "train_s": train.get("seconds"), "cached_teacher": res.get("teacher_cached"),
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return "(no runs)"
+    cols = list(rows[0])
+
+    def fmt(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.rjust(w) if i > 2 else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def published_rows(published: list[dict], rows: list[dict]) -> list[dict]:
+    """Each published figure beside the measured one for the matching run."""
+    out = []
+    for p in published:
+        match = next((r for r in rows if (p["run"] == "teacher" and r["role"] == TEACHER)
+                      or (r["role"] != TEACHER and r["method"] == p["run"])), None)
+        measured = None
+        if match is not None:
+            if p["metric"] == "errors":
+                measured = f"{match['errors']} of {round(match['errors'] / max(1e-9, 1 - match['accuracy'])) if match['accuracy'] < 1 else '?'}" \
+                    f" ({100 * (1 - match['accuracy']):.2f}% error)"
+            else:
+                measured = f"{match['accuracy']:.3f}"
+        value = f"{p['value']} of {p['of']} ({100 * p['value'] / p['of']:.2f}% error)" if p["metric"] == "errors" else f"{p['value']:.2f}"
+        out.append({"run": p["run"], "metric": p["metric"], "published": value, "measured here": measured or "not run",
+                    "published on": p["source"]})
+    return out
+
+
+def _progress_printer(stream=sys.stderr):
+    last = {"t": 0.0}
+
+    def show(ev):
+        now = time.time()
+        if ev.get("epoch_end") and now - last["t"] > 1.0 or ev.get("final"):
+            last["t"] = now
+            acc = ev.get("val_accuracy")
+            stream.write(f"  {ev['phase']}: epoch {ev['epoch']}/{ev['epochs']}"
+                         + (f", val acc {acc:.3f}" if acc is not None else "") + "\n")
+            stream.flush()
+
+    return show
+
+
+def cmd_run(args):
+    from .engine.runner import run_one
+
+    spec, published = spec_from_args(args)
+    runs = expand(spec)
+    results = []
+    quiet = args.json
+    for i, cfg in enumerate(runs, 1):
+        if not quiet:
+            m = cfg["method"]
+            extra = "".join(f" {k}={v:g}" for k, v in m.items() if k in ("temperature", "alpha"))
+            print(f"[{i}/{len(runs)}] {cfg['role']} {run_label(cfg)} {m['name']}{extra} seed {cfg['seed']}", file=sys.stderr)
+        results.append(run_one(cfg, args.home, on_progress=None if quiet else _progress_printer()))
+    rows = [result_row(r) for r in results]
+    if args.json:
+        json.dump({"experiment": spec.to_dict(), "runs": results, "published": published_rows(published, rows)},
+                  sys.stdout, indent=1, default=str)
+        print()
+        return
+    print(format_table(rows))
+    try:
+        from .measure import format_measurements
+    except ImportError:
+        format_measurements = None
+    if format_measurements is not None:
+        for r in results:
+            lines = format_measurements(r)
+            if lines:
+                print(f"\n{r['role']} {run_label(r['config'])} {r['config']['method']['name']} ({r['hash'][:8]}):")
+                print("\n".join("  " + s for s in lines))
+    if published:
+        print("\nPublished figures (labelled with the data they come from):")
+        print(format_table(published_rows(published, rows)))
+
+
+# ---------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m distill_core", description="Distillation Lab: knowledge distillation from the command line.")
+    ap.add_argument("--home", help="home folder (default: $DISTILL_HOME or ~/.distill_lab)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("datasets", help="list data sets and their knobs").set_defaults(func=cmd_datasets)
+    sub.add_parser("models", help="list architectures, knobs and named sizes").set_defaults(func=cmd_models)
+    sub.add_parser("methods", help="list distillation methods, knobs and papers").set_defaults(func=cmd_methods)
+    sub.add_parser("presets", help="list ready-made experiments").set_defaults(func=cmd_presets)
+    run = sub.add_parser("run", help="run an experiment here, now, and print its results")
+    run.add_argument("file", nargs="?", help="experiment file (JSON or YAML)")
+    run.add_argument("--preset", help="a preset name (see `presets`)")
+    run.add_argument("--dataset")
+    run.add_argument("--teacher", help="model name or arch:knob=value,... (e.g. cnn:channels=32-64)")
+    run.add_argument("--student", action="append", help="student model; repeat for several")
+    run.add_argument("--method", action="append", help="method; repeat for several")
+    run.add_argument("--temperature", type=float, action="append")
+    run.add_argument("--alpha", type=float, action="append")
+    run.add_argument("--seed", type=int, action="append")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--lr", type=float)
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--threads", type=int)
+    run.add_argument("--json", action="store_true", help="machine-readable output")
+    run.set_defaults(func=cmd_run)
+    for module in ("distill_core.jobs.cli", "distill_core.measure.cli"):
+        try:
+            mod = __import__(module, fromlist=["add_commands"])
+        except ImportError:
+            continue
+        mod.add_commands(sub)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except DistillError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

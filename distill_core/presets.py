@@ -1,0 +1,59 @@
+"""Ready-made experiments, with the published figures they can be compared with."""
+from __future__ import annotations
+
+from .config import ExperimentSpec
+from .errors import ConfigError
+
+PRESETS: dict[str, dict] = {
+    "digits-quick": {
+        "description": "CNN teacher, then an MLP student from scratch and with Hinton's KD, on scikit-learn digits. Well under a minute on two CPU cores.",
+        "spec": {
+            "name": "digits-quick", "dataset": "digits",
+            "teacher": {"arch": "cnn", "channels": [32, 64], "kernel": 3},
+            "students": [{"arch": "mlp", "hidden": [32], "dropout": 0.0}],
+            "methods": [{"name": "kd"}], "temperatures": [4.0], "alphas": [0.9], "seeds": [0],
+            "train": {"epochs": 30, "batch_size": 64, "lr": 0.002},
+        },
+        "published": [],
+    },
+    "mnist1d-cnn-to-mlp": {
+        "description": "MNIST-1D: a 1-D CNN teacher distilled into an MLP, the pairing where the paper shows the largest gap.",
+        "spec": {
+            "name": "mnist1d-cnn-to-mlp", "dataset": "mnist1d",
+            "teacher": {"arch": "cnn", "channels": [32, 32, 32], "kernel": 5},
+            "students": [{"arch": "mlp", "hidden": [100, 100], "dropout": 0.0}],
+            "methods": [{"name": "kd"}], "temperatures": [4.0], "alphas": [0.9], "seeds": [0],
+            "train": {"epochs": 60, "batch_size": 100, "lr": 0.002},
+        },
+        "published": [
+            {"run": "teacher", "metric": "accuracy", "value": 0.94, "source": "Greydanus 2020, MNIST-1D CNN"},
+            {"run": "scratch", "metric": "accuracy", "value": 0.68, "source": "Greydanus 2020, MNIST-1D MLP"},
+            {"run": "logistic", "metric": "accuracy", "value": 0.32, "source": "Greydanus 2020, MNIST-1D logistic regression (not run here)"},
+        ],
+    },
+    "hinton-mnist5k": {
+        "description": "Hinton et al. 2015's MNIST experiment on the 5,000-image sample: a 1200-1200 dropout teacher (jittered inputs), an 800-800 student, T=20.",
+        "spec": {
+            "name": "hinton-mnist5k", "dataset": "mnist-5k",
+            "teacher": "hinton-teacher", "students": ["hinton-student"],
+            "methods": [{"name": "kd"}], "temperatures": [20.0], "alphas": [0.9], "seeds": [0],
+            "train": {"epochs": 30, "batch_size": 128, "lr": 0.001},
+            "teacher_train": {"epochs": 40, "batch_size": 128, "lr": 0.001, "augment": True},
+        },
+        "published": [
+            {"run": "teacher", "metric": "errors", "value": 67, "of": 10000, "source": "Hinton et al. 2015, full MNIST (60k training images)"},
+            {"run": "scratch", "metric": "errors", "value": 146, "of": 10000, "source": "Hinton et al. 2015, full MNIST, small net"},
+            {"run": "kd", "metric": "errors", "value": 74, "of": 10000, "source": "Hinton et al. 2015, full MNIST, distilled at T=20"},
+        ],
+    },
+}
+
+
+def get_preset(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def preset_spec(name: str) -> ExperimentSpec:
+    return ExperimentSpec.from_dict(get_preset(name)["spec"])
