@@ -1,0 +1,73 @@
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, home, timeout=600):
+    env = {**os.environ, "DISTILL_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "distill_core", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_digits_quick_end_to_end(tmp_path):
+    out = cli("run", "--preset", "digits-quick", "--threads", "1", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    runs = {(r["role"], r["config"]["method"]["name"]): r for r in data["runs"]}
+    assert set(runs) == {("teacher", "scratch"), ("student", "kd"), ("student", "scratch")}
+    assert runs[("teacher", "scratch")]["metrics"]["accuracy"] > 0.9
+    for r in data["runs"]:
+        assert r["train"]["history"], r["role"]
+        assert all(math.isfinite(h["loss"]) for h in r["train"]["history"])
+        assert 0 < r["metrics"]["accuracy"] <= 1
+    # the readable table: teacher, scratch and KD student with their metrics
+    table = cli("run", "--preset", "digits-quick", "--threads", "1", home=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    header = lines[0].split()
+    assert {"role", "method", "accuracy", "nll", "ece", "agreement"} <= set(header)
+    body = [line.split() for line in lines[2:5]]
+    roles_methods = {(row[1], row[header.index("method") + 1]) for row in body}  # model label has two words
+    assert roles_methods == {("teacher", "scratch"), ("student", "kd"), ("student", "scratch")}
+
+
+def test_listings_show_registries():
+    for cmd, words in [("datasets", ["digits", "mnist-5k", "mnist1d", "moons", "csv", "images"]),
+                       ("models", ["linear", "mlp", "cnn", "resnet", "mobile", "hinton-teacher"]),
+                       ("methods", ["scratch", "kd", "label-smoothing", "Hinton"]),
+                       ("presets", ["digits-quick", "mnist1d-cnn-to-mlp", "hinton-mnist5k"])]:
+        out = subprocess.run([sys.executable, "-m", "distill_core", cmd], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        for w in words:
+            assert w in out.stdout, (cmd, w)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["run", "--dataset", "moons", "--teacher", "cnn"], "not vector inputs"),
+    (["run", "--preset", "nope"], "unknown preset"),
+    (["run", "--method", "magic"], "unknown method"),
+])
+def test_bad_input_is_a_message_not_a_traceback(tmp_path, args, message):
+    out = cli(*args, home=tmp_path)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_experiment_file_json_and_yaml(tmp_path):
+    spec = {"dataset": "moons", "teacher": {"arch": "mlp", "hidden": [32, 32]}, "students": ["mlp-small"],
+            "methods": ["kd", "label-smoothing"], "train": {"epochs": 2}}
+    (tmp_path / "e.json").write_text(json.dumps(spec))
+    out = cli("run", str(tmp_path / "e.json"), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    methods = sorted(r["config"]["method"]["name"] for r in json.loads(out.stdout)["runs"])
+    assert methods == ["kd", "label-smoothing", "scratch", "scratch"]
+    (tmp_path / "bad.yaml").write_text("dataset: [unclosed")
+    out = cli("run", str(tmp_path / "bad.yaml"), home=tmp_path)
+    assert out.returncode == 2 and "not valid YAML" in out.stderr

@@ -1,0 +1,163 @@
+import math
+
+import pytest
+import torch
+
+from distill_core.config import ExperimentSpec, expand, run_hash
+from distill_core.engine import runner
+from distill_core.engine.evaluate import evaluate_logits, expected_calibration_error
+from distill_core.engine.train import train_model, train_settings
+from distill_core.errors import Cancelled, DistillError
+from distill_core.methods import make_method
+
+TINY = {"epochs": 3, "batch_size": 64, "lr": 0.003, "threads": 1}
+
+
+def tiny_spec(**kw):
+    base = dict(dataset="digits", teacher={"arch": "mlp", "hidden": [64]}, students=[{"arch": "mlp", "hidden": [16]}],
+                methods=["kd"], temperatures=[4.0], seeds=[0], train=TINY)
+    base.update(kw)
+    return ExperimentSpec.from_dict(base)
+
+
+def test_expansion_counts_and_dedup():
+    runs = expand(tiny_spec(students=[{"arch": "mlp", "hidden": [16]}, "mlp-small"], methods=["kd", "label-smoothing"],
+                            temperatures=[2, 4, 4], seeds=[0, 1]))
+    roles = [r["role"] for r in runs]
+    assert roles[0] == "teacher" and roles.count("teacher") == 1
+    # per student: kd x 2 temperatures x 2 seeds + label smoothing x 2 seeds + scratch x 2 seeds
+    assert len(runs) == 1 + 2 * (4 + 2 + 2)
+    assert len({run_hash(r) for r in runs}) == len(runs)
+    # threads do not change a run's identity; the seed does
+    a, b = runs[1], dict(runs[1], train={**runs[1]["train"], "threads": 2})
+    assert run_hash(a) == run_hash(b)
+    assert run_hash(a) != run_hash(dict(a, seed=99))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(dataset="nope"), "unknown data set"),
+    (dict(students=[]), "at least one student"),
+    (dict(temperatures=[0]), "temperatures: 0.0 is outside"),
+    (dict(alphas=[1.5]), "alphas: 1.5 is outside"),
+    (dict(methods=["magic"]), "unknown method 'magic'"),
+    (dict(train={"epochs": 0}), "epochs must be >= 1"),
+    (dict(students=["cnn"], dataset="moons"), "not vector inputs"),
+])
+def test_bad_experiments_are_refused_before_anything_runs(bad, match):
+    with pytest.raises(DistillError, match=match):
+        expand(tiny_spec(**bad))
+
+
+def test_same_seed_same_numbers(home):
+    runs = expand(tiny_spec())
+    first = [runner.run_one(r) for r in runs]
+    import shutil
+
+    shutil.rmtree(home / "teachers")  # retrain the teacher too
+    second = [runner.run_one(r) for r in runs]
+    for a, b in zip(first, second):
+        assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
+        assert [h["loss"] for h in a["train"]["history"]] == [h["loss"] for h in b["train"]["history"]]
+        assert all(math.isfinite(h["loss"]) for h in a["train"]["history"])
+
+
+def test_teacher_trained_once_and_logits_computed_once(home, monkeypatch):
+    calls = {"train": [], "logits": 0}
+    real_train, real_logits = runner.train_model, runner.all_logits
+
+    def counting_train(model, data, settings, method, **kw):
+        calls["train"].append((kw["phase"], kw.get("teacher") is not None))
+        return real_train(model, data, settings, method, **kw)
+
+    def counting_logits(*a, **kw):
+        calls["logits"] += 1
+        return real_logits(*a, **kw)
+
+    monkeypatch.setattr(runner, "train_model", counting_train)
+    monkeypatch.setattr(runner, "all_logits", counting_logits)
+    runs = expand(tiny_spec(temperatures=[2.0, 4.0]))
+    results = [runner.run_one(r) for r in runs]
+    assert [c[0] for c in calls["train"]].count("teacher") == 1
+    assert calls["logits"] == 1
+    # with cached logits and no augmentation the teacher model is not run per batch
+    students = [c for c in calls["train"] if c[0] == "student"]
+    assert students and all(c[1] is True for c in students)  # teacher passed for the rare uncached case
+    assert all(r["teacher_cached"] for r in results[1:])
+    # a second sweep neither retrains the teacher nor recomputes its logits
+    calls["train"].clear()
+    runner.run_one(expand(tiny_spec(temperatures=[8.0]))[1])
+    assert [c[0] for c in calls["train"]] == ["student"] and calls["logits"] == 1
+
+
+def test_cached_logits_mean_the_teacher_is_not_run(home, monkeypatch):
+    runs = expand(tiny_spec())
+    runner.run_one(runs[0])
+    data = runner.load_data(runs[0]["dataset"])
+    teacher, logits, meta = runner.get_teacher(runs[0], home, runner.PhaseRecorder())
+    assert meta["cached"]
+    forward_calls = []
+    teacher.register_forward_hook(lambda *a: forward_calls.append(1))
+    student = runner._build(runs[1], data, 0)
+    train_model(student, data, train_settings(TINY), make_method("kd"), teacher=teacher,
+                teacher_logits=logits["train"], seed=0)
+    assert forward_calls == []
+    train_model(student, data, train_settings({**TINY, "augment": True}), make_method("kd"), teacher=teacher,
+                teacher_logits=logits["train"], seed=0)
+    assert forward_calls  # augmentation: the teacher sees each augmented batch
+
+
+def test_cancellation_between_steps(home):
+    runs = expand(tiny_spec())
+    data = runner.load_data(runs[0]["dataset"])
+    model = runner._build(runs[0], data, 0)
+    steps = {"n": 0}
+
+    def stop():
+        steps["n"] += 1
+        return steps["n"] > 5
+
+    with pytest.raises(Cancelled):
+        train_model(model, data, train_settings(TINY), make_method("scratch"), should_stop=stop)
+    assert steps["n"] == 6
+
+
+def test_progress_events_and_early_stopping(home):
+    runs = expand(tiny_spec(train={**TINY, "epochs": 40, "patience": 2, "lr": 0.05}))
+    data = runner.load_data(runs[0]["dataset"])
+    model = runner._build(runs[0], data, 0)
+    events = []
+    res = train_model(model, data, train_settings({**TINY, "epochs": 40, "patience": 2, "lr": 0.05}),
+                      make_method("scratch"), on_progress=events.append)
+    ends = [e for e in events if e.get("epoch_end")]
+    assert len(ends) == len(res.history)
+    assert all({"phase", "epoch", "step", "losses", "val_accuracy", "elapsed"} <= set(e) for e in ends)
+    assert res.stopped_early and len(res.history) < 40
+    assert res.best_val_accuracy == max(h["val_accuracy"] for h in res.history)
+
+
+def test_metrics_against_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    y = torch.tensor([0, 1, 0, 2])
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    m = evaluate_logits(logits, y, teacher)
+    assert m["accuracy"] == 0.5 and m["errors"] == 2
+    assert m["confusion"] == [[1, 0, 1], [0, 1, 0], [1, 0, 0]]
+    assert m["per_class_accuracy"] == [0.5, 1.0, 0.0]
+    assert m["teacher_agreement"] == 0.75
+    p = logits.softmax(1)
+    assert m["nll"] == pytest.approx(-sum(torch.log(p[i, y[i]]).item() for i in range(4)) / 4, rel=1e-6)
+    pt = teacher.softmax(1)
+    kl = sum((pt[i] * (pt[i].log() - p[i].log())).sum().item() for i in range(4)) / 4
+    assert m["teacher_kl"] == pytest.approx(kl, rel=1e-5)
+    assert "top5_accuracy" not in m  # fewer than 10 classes
+    # ECE: one bin per sample's confidence; |acc - conf| weighted by bin share
+    conf = p.max(1).values
+    correct = (p.argmax(1) == y).float()
+    ece, table = expected_calibration_error(p, y, bins=15)
+    by_bin = {}
+    for c, ok in zip(conf.tolist(), correct.tolist()):
+        b = min(14, int(c * 15 - 1e-12))
+        by_bin.setdefault(b, []).append((c, ok))
+    expect = sum(len(v) / 4 * abs(sum(o for _, o in v) / len(v) - sum(c for c, _ in v) / len(v)) for v in by_bin.values())
+    assert ece == pytest.approx(expect, abs=1e-6)
+    assert sum(row["count"] for row in table) == 4
