@@ -16,7 +16,8 @@ from pathlib import Path
 from .data import DATASETS, dataset_knobs
 from .engine.train import NON_SEMANTIC, train_settings
 from .errors import ConfigError, DistillError
-from .methods import METHODS
+from .methods import ALPHA, METHODS, TEMPERATURE
+from .methods.takd import assistant_config
 from .models import check_input_kind, normalise_spec
 
 TEACHER, ASSISTANT, STUDENT = "teacher", "assistant", "student"
@@ -36,6 +37,9 @@ class ExperimentSpec:
     teacher_train: dict | None = None  # None: same as `train`
     name: str = ""
     baseline: bool = True  # add the scratch student per student and seed
+    # The students' transfer set: {"omit_class": k} leaves class k out of their training and
+    # validation data (not the teacher's, not the test set): Hinton et al. 2015, section 3.
+    transfer: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentSpec":
@@ -136,6 +140,19 @@ def _teacher_config(spec: ExperimentSpec, dataset: dict, info) -> dict:
     return cfg
 
 
+def _check_transfer(transfer, num_classes: int) -> dict:
+    if not transfer:
+        return {}
+    if not isinstance(transfer, dict) or set(transfer) - {"omit_class"}:
+        raise ConfigError(f"transfer: expected {{'omit_class': class index}}, got {transfer!r}")
+    k = transfer.get("omit_class")
+    if k is None:
+        return {}
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < num_classes:
+        raise ConfigError(f"transfer: omit_class must be a class index from 0 to {num_classes - 1}, got {k!r}")
+    return {"omit_class": k}
+
+
 def expand(spec: ExperimentSpec) -> list[dict]:
     """Validate an experiment and list its runs, dependencies first (teacher, then students).
 
@@ -160,6 +177,7 @@ def expand(spec: ExperimentSpec) -> list[dict]:
     temperatures = _check_list("temperatures", spec.temperatures, 0.1, 100.0)
     alphas = _check_list("alphas", spec.alphas, 0.0, 1.0)
     seeds = _check_list("seeds", spec.seeds, 0, 2**31 - 1, int)
+    extra = {"transfer": tr} if (tr := _check_transfer(spec.transfer, info.num_classes)) else {}  # students only
     settings = train_settings(spec.train)
     if not spec.methods:
         raise ConfigError("methods: choose at least one method")
@@ -190,9 +208,10 @@ def expand(spec: ExperimentSpec) -> list[dict]:
                 raise ConfigError(f"method {cls.name} cannot distil into {student['arch']}: {reason}. "
                                   f"Methods that work here: {', '.join(ok)}")
             knobs = {k: v for k, v in method_spec.items() if k != "name"}
-            names = {p.name for p in cls.params}
-            grid_t = [None] if "temperature" not in names or "temperature" in knobs else temperatures
-            grid_a = [None] if "alpha" not in names or "alpha" in knobs else alphas
+            # The experiment's temperature and alpha grids apply to methods whose knobs are the
+            # shared TEMPERATURE / ALPHA (KD's meaning); a method's own "alpha" (DKD's) is its own.
+            grid_t = temperatures if TEMPERATURE in cls.params and "temperature" not in knobs else [None]
+            grid_a = alphas if ALPHA in cls.params and "alpha" not in knobs else [None]
             for t in grid_t:
                 for a in grid_a:
                     k = dict(knobs)
@@ -201,15 +220,17 @@ def expand(spec: ExperimentSpec) -> list[dict]:
                     if a is not None:
                         k["alpha"] = a
                     method = {"name": cls.name, **cls(**k).knobs}  # validates and fills defaults
+                    # takd learns from an assistant, itself distilled from the teacher (cached like one).
+                    run_teacher = assistant_config(method, teacher, info.kind) if cls.name == "takd" else teacher
                     for seed in seeds:
                         add({"role": STUDENT, "dataset": dataset, "model": student, "method": method,
-                             "train": settings, "seed": seed, "teacher": teacher})
+                             "train": settings, "seed": seed, "teacher": run_teacher, **extra})
         if spec.baseline:
             for seed in seeds:
                 add({"role": STUDENT, "dataset": dataset, "model": student, "method": {"name": "scratch"},
-                     "train": settings, "seed": seed, "teacher": teacher})
+                     "train": settings, "seed": seed, "teacher": teacher, **extra})
     # Every student names the teacher, also those that do not learn from it: their agreement
-    # with it is measured. Dependencies come first: the teacher, then the students in order. first: the teacher, then baselines and students in the order given.
+    # with it is measured. Dependencies come first: the teacher, then the students in order.
     return runs
 
 

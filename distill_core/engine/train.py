@@ -102,7 +102,7 @@ def train_model(
     total_steps = steps_per_epoch * s["epochs"]
 
     need = method.needs
-    use_cache = teacher_logits is not None and not s["augment"]
+    use_cache = teacher_logits is not None and not s["augment"] and need not in (EMBEDDING, FEATURES)
     if method.uses_teacher and not use_cache and teacher is None:
         raise ValueError(f"method {method.name} needs a teacher or its cached logits")
     if teacher is not None:
