@@ -6,6 +6,7 @@ teacher's training and its forward passes. A run's own files go to `<home>/runs/
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ import torch
 
 from ..config import TEACHER, run_hash
 from ..data import DataBundle, load_dataset
+from ..measure import attach_measurements, measure_settings
 from ..methods import make_method
 from ..models import DistillNet, build_model, count_params, load_weights, save_weights
 from ..paths import home_dir
@@ -49,6 +51,12 @@ def write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def cache_key(config: dict) -> str:
+    """A teacher's cache key: its run hash without the measurement settings, which do not
+    change its weights or logits."""
+    return run_hash({k: v for k, v in config.items() if k != "measure"})
+
+
 def _build(config: dict, data: DataBundle, seed: int) -> DistillNet:
     torch.manual_seed(seed)
     return build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
@@ -70,7 +78,7 @@ class TeacherCache:
     def load(self, config: dict, data: DataBundle) -> tuple[DistillNet, dict, dict]:
         from safetensors.torch import load_file
 
-        folder = self.folder(run_hash(config))
+        folder = self.folder(cache_key(config))
         model = _build(config, data, config["seed"])
         load_weights(model, folder / "weights.safetensors").eval()
         logits = load_file(str(folder / "logits.safetensors"))
@@ -81,7 +89,7 @@ class TeacherCache:
         """Write into a temporary folder, then rename it into place (atomic)."""
         from safetensors.torch import save_file
 
-        final = self.folder(run_hash(config))
+        final = self.folder(cache_key(config))
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
         save_weights(model, tmp / "weights.safetensors")
         save_file({k: v.contiguous() for k, v in logits.items()}, str(tmp / "logits.safetensors"))
@@ -115,7 +123,7 @@ def get_teacher(config: dict, home: Path, rec: PhaseRecorder, on_progress: Progr
     """
     cache = TeacherCache(home)
     data = load_data(config["dataset"])
-    h = run_hash(config)
+    h = cache_key(config)
     if cache.has(h):
         model, logits, meta = cache.load(config, data)
         return model, logits, {**meta, "cached": True}
@@ -144,6 +152,17 @@ def get_teacher(config: dict, home: Path, rec: PhaseRecorder, on_progress: Progr
     return model, logits, {**meta, "cached": False}
 
 
+def transfer_set(data: DataBundle, teacher_train_logits: torch.Tensor, transfer: dict | None) -> tuple[DataBundle, torch.Tensor]:
+    """The student's data: with {"omit_class": k}, class k leaves its training and validation
+    splits (and the matching teacher logits); the test split keeps it (Hinton et al. 2015, sec. 3)."""
+    k = (transfer or {}).get("omit_class")
+    if k is None:
+        return data, teacher_train_logits
+    keep, keep_val = data.y_train != k, data.y_val != k
+    return (dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
+                                x_val=data.x_val[keep_val], y_val=data.y_val[keep_val]), teacher_train_logits[keep])
+
+
 def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressFn | None = None,
             should_stop: Callable[[], bool] | None = None) -> dict:
     """Run one run config to the end and return its result (also written to its folder)."""
@@ -151,9 +170,11 @@ def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressF
     h = run_hash(config)
     folder = home / "runs" / h
     folder.mkdir(parents=True, exist_ok=True)
-    rec = PhaseRecorder()
+    settings = measure_settings(config.get("measure"))  # a bad setting fails before any training
+    rec = PhaseRecorder(energy=settings["energy"], output_dir=folder, country=settings["country"],
+                        measure_power_secs=settings["power_secs"])
     started = time.time()
-    with rec.phase("data"):
+    with rec.phase("data", energy=False):
         data = load_data(config["dataset"])
     result: dict = {"hash": h, "role": config["role"], "config": config, "started": started}
     if config["role"] == TEACHER:
@@ -161,20 +182,23 @@ def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressF
         metrics = evaluate_logits(logits["test"], data.y_test)
         train = meta.get("train")
         result["teacher_cached"] = meta["cached"]
+        teacher_meta, teacher_test = meta, None
     else:
         teacher, t_logits, t_meta = get_teacher(config["teacher"], home, rec, on_progress, should_stop)
         result["teacher_cached"] = t_meta["cached"]
         result["teacher_hash"] = run_hash(config["teacher"])
         result["teacher_accuracy"] = t_meta["test_accuracy"]
+        teacher_meta, teacher_test = t_meta, t_logits["test"]
         knobs = {k: v for k, v in config["method"].items() if k != "name"}
         method = make_method(config["method"]["name"], **knobs)
         model = _build(config, data, config["seed"])
+        s_data, s_logits = transfer_set(data, t_logits["train"], config.get("transfer"))
         with rec.phase("student_training"):
-            tr = train_model(model, data, config["train"], method, teacher=teacher, teacher_logits=t_logits["train"],
+            tr = train_model(model, s_data, config["train"], method, teacher=teacher, teacher_logits=s_logits,
                              seed=config["seed"], phase="student", on_progress=on_progress, should_stop=should_stop)
         train = tr.as_dict()
         model = model.cpu()
-        with rec.phase("evaluation"):
+        with rec.phase("evaluation", energy=False):  # milliseconds: a tracker would cost more than it measures
             metrics = evaluate_logits(predict_logits(model, data.x_test), data.y_test, t_logits["test"])
     save_weights(model, folder / "weights.safetensors")
     result.update({
@@ -185,6 +209,10 @@ def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressF
         "finished": time.time(),
         "artifacts": {"folder": str(folder), "weights": str(folder / "weights.safetensors")},
     })
+    # Size, FLOPs, latency, inference energy, exports, int8, budgets, model card; never raises.
+    attach_measurements(result, model, data, folder, settings, rec, teacher_test, teacher_meta, home)
+    result["artifacts"].update({k: v for k, v in result["measure"].get("exports", {}).items() if v})
+    result["finished"] = time.time()
     write_json(folder / "config.json", config)
     write_json(folder / "result.json", result)
     return result

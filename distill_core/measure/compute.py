@@ -1,0 +1,45 @@
+"""Size and compute: parameters, file bytes, FLOPs and MACs per sample."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def param_counts(model: nn.Module) -> dict:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"params": total, "trainable_params": trainable}
+
+
+def file_bytes(path: str | Path) -> int:
+    """The size of the file as it is on disk (what a device would have to store)."""
+    return os.path.getsize(path)
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """FLOPs and MACs of one forward pass on one sample, in eval mode.
+
+    Counted by torch.utils.flop_counter.FlopCounterMode, which counts matrix products and
+    convolutions (2 FLOPs per multiply-accumulate) and not element-wise work (activations,
+    batch norm, pooling, bias adds): the usual convention, dominated by the products anyway.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, *input_shape)
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+    flops = int(counter.get_total_flops())
+    by_op: dict[str, int] = {}
+    for op, n in counter.get_flop_counts().get("Global", {}).items():
+        name = str(op).removeprefix("aten.").split(".")[0]
+        by_op[name] = by_op.get(name, 0) + int(n)
+    return {"flops": flops, "macs": flops // 2, "by_op": by_op}

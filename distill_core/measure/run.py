@@ -1,0 +1,220 @@
+"""Measure one trained model: size, FLOPs, latency, inference energy, exports, int8, budgets.
+
+`measure_run` never raises for a measurement that fails: the part is recorded as
+{"available": False, "reason": ...} (or an export as {"ok": False, "reason": ...}) and the
+rest goes on, so a model one exporter cannot handle still gets its other figures.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import DataBundle
+from ..engine.evaluate import predict_logits
+from .budgets import check_budgets, load_profiles
+from .card import write_model_card
+from .compute import count_flops, file_bytes, param_counts
+from .energy import energy_summary
+from .export import export_onnx, export_program, quantize_int8
+from .latency import batch_of, ort_latency, ort_predict, ort_session, torch_latency, torch_threads, with_throughput
+from .settings import measure_settings
+
+
+def _unavailable(exc: BaseException) -> dict:
+    return {"available": False, "reason": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+
+
+def _try(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # a failed measurement is recorded, never fatal to the run
+        out = _unavailable(exc)
+        out["where"] = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else ""
+        return out
+
+
+def _off(what: str) -> dict:
+    return {"available": False, "reason": f"turned off (measure.{what} = false)"}
+
+
+def _accuracy(pred: np.ndarray, y: torch.Tensor) -> float:
+    return float((pred == y.numpy()).mean()) if len(y) else float("nan")
+
+
+def _inference_loop(model, xb, settings, recorder) -> dict:
+    """Batched inference for `inference_seconds`, inside the recorder's "inference" phase:
+    its energy divided by the predictions made is the energy per 1,000 predictions."""
+    with recorder.phase("inference") as entry:
+        timing = torch_latency(model, xb, settings["inference_seconds"], min_reps=3)
+    predictions = timing["calls"] * len(xb)
+    entry["predictions"] = predictions
+    energy = entry.get("energy")
+    if energy and energy.get("available"):
+        energy["predictions"] = predictions
+        energy["kwh_per_1000"] = energy["kwh"] / predictions * 1000
+    return with_throughput(timing, len(xb))
+
+
+def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: dict | None = None,
+                teacher_logits_test: torch.Tensor | None = None, settings: dict | None = None, *,
+                recorder=None, weights_path: str | Path | None = None, home: str | Path | None = None) -> dict:
+    """All measurements of `model` (moved to the CPU), files written into `folder`.
+
+    `recorder` (a PhaseRecorder) gets the "inference" phase with its energy; without one, a
+    recorder of its own is used and its reading returned under "inference_energy".
+    out["part_seconds"] says where the measuring time went.
+    """
+    from ..engine.phases import PhaseRecorder
+    from ..models import save_weights
+
+    start = time.perf_counter()
+    s = measure_settings(settings)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if recorder is None:
+        recorder = PhaseRecorder(energy=s["energy"], output_dir=folder, country=s["country"], measure_power_secs=s["power_secs"])
+    model = model.cpu().eval()
+    weights_path = Path(weights_path) if weights_path else folder / "weights.safetensors"
+    if not weights_path.is_file():
+        save_weights(model, weights_path)
+    x_test = data.x_test
+    xs = {"one": x_test[:1].contiguous(), "batch": batch_of(x_test, s["throughput_batch"]), "check": x_test[:256].contiguous()}
+    parts: dict[str, float] = {}
+
+    def timed(name, fn, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return _try(fn, *args, **kwargs)
+        finally:
+            parts[name] = parts.get(name, 0.0) + time.perf_counter() - t
+
+    out: dict = {"settings": s, "input_shape": list(data.info.input_shape), "part_seconds": parts}
+    exports: dict = {"weights": str(weights_path)}
+    with torch_threads(s["threads"]) as threads:
+        out["threads"] = threads
+        out["size"] = {**param_counts(model), "fp32_bytes": file_bytes(weights_path)}
+        out["compute"] = timed("flops", count_flops, model, tuple(data.info.input_shape))
+        latency: dict = {"threads": threads}
+        latency["torch"] = timed("torch_latency", torch_latency, model, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
+        if s["latency"] or s["energy"]:
+            latency["torch_batch"] = timed("inference_loop", _inference_loop, model, xs["batch"], s, recorder)
+        fp32_pred = predict_logits(model, x_test).argmax(1).numpy() if len(x_test) else np.empty(0)
+        out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed)
+        if out["onnx"].get("bytes"):
+            exports["onnx"] = out["onnx"]["path"]
+            out["size"]["onnx_bytes"] = out["onnx"]["bytes"]
+        if not s["int8"]:
+            out["int8"] = _off("int8")
+        elif session is None:
+            out["int8"] = {"ok": False, "reason": "needs the ONNX export, which " + ("is turned off" if not s["onnx"] else "failed")}
+        else:
+            t = time.perf_counter()
+            out["int8"] = _measure_int8(folder, out["onnx"]["path"], threads, s, data, xs, fp32_pred, teacher_logits_test, latency)
+            parts["int8"] = time.perf_counter() - t
+            if out["int8"].get("ok"):
+                exports["int8"] = out["int8"]["path"]
+                out["size"]["int8_bytes"] = out["int8"]["bytes"]
+        if s["int8"] and "onnx_int8" not in latency:
+            latency["onnx_int8"] = _off("latency") if not s["latency"] else {"available": False, "reason": out["int8"].get("reason")}
+        out["latency"] = latency
+        if s["pt2"]:
+            out["pt2"] = timed("pt2", export_program, model, xs["batch"][:2] if s["pt2_dynamic"] else xs["one"],
+                               folder / "model.pt2", s["pt2_dynamic"])
+            if out["pt2"].get("ok"):
+                exports["pt2"] = out["pt2"]["path"]
+        else:
+            out["pt2"] = _off("pt2")
+    if s["budgets"]:
+        try:
+            out["budgets"] = check_budgets(out, load_profiles(home))
+        except Exception as exc:  # a broken budgets.json: say so, measure on
+            out["budgets"], out["budgets_error"] = [], str(exc)
+    out["exports"] = exports
+    out["export_errors"] = {k: out[k].get("reason") for k in ("onnx", "int8", "pt2")
+                            if s[k] and isinstance(out.get(k), dict) and not out[k].get("ok")}
+    if "inference" in recorder.phases:
+        out["inference_energy"] = recorder.phases["inference"].get("energy")
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _measure_onnx(model, folder, threads, s, xs, latency, timed):
+    """Export and verify ONNX; time it in ONNX Runtime. Returns (export dict, session or None)."""
+    if not s["onnx"]:
+        latency["onnx"] = _off("onnx")
+        return _off("onnx"), None
+    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / "model.onnx", xs["check"], threads)
+    onnx.setdefault("ok", False)
+    session = timed("onnx_export", ort_session, onnx["path"], threads) if onnx.get("bytes") else None
+    if session is None or isinstance(session, dict):
+        latency["onnx"] = session or {"available": False, "reason": onnx.get("reason", "no ONNX model")}
+        return onnx, None
+    if s["latency"]:
+        latency["onnx"] = timed("onnx_latency", ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
+        latency["onnx_batch"] = timed("onnx_latency", lambda: with_throughput(
+            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
+    else:
+        latency["onnx"] = _off("latency")
+    return onnx, session
+
+
+def _measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_logits_test, latency) -> dict:
+    """Dynamic int8 quantisation of the ONNX model: size, test accuracy beside fp32, latency."""
+    q = quantize_int8(onnx_path, folder / "model.int8.onnx")
+    if not q["ok"]:
+        return q
+    try:
+        session = ort_session(q["path"], threads)
+        pred = ort_predict(session, data.x_test.numpy()).argmax(1)
+        q["accuracy"] = _accuracy(pred, data.y_test)
+        q["fp32_accuracy"] = _accuracy(fp32_pred, data.y_test)
+        q["accuracy_drop"] = q["fp32_accuracy"] - q["accuracy"]
+        q["agreement_with_fp32"] = float((pred == fp32_pred).mean()) if len(pred) else float("nan")
+        if teacher_logits_test is not None:
+            q["teacher_agreement"] = float((pred == teacher_logits_test.argmax(1).numpy()).mean())
+    except Exception as exc:
+        q.update(ok=False, reason=f"ONNX Runtime cannot run the int8 model: {type(exc).__name__}: {exc}"[:400])
+        return q
+    if s["latency"]:
+        latency["onnx_int8"] = _try(ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
+        latency["onnx_int8_batch"] = _try(lambda: with_throughput(
+            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
+    return q
+
+
+def reused_phases(meta: dict | None) -> dict | None:
+    """A cached teacher's training and logit phases (with their energy), for the summary."""
+    if not meta or not meta.get("cached"):
+        return None
+    return {k: v for k, v in (meta.get("phases") or {}).items() if k.endswith(("_training", "_logits"))}
+
+
+def attach_measurements(result: dict, model: nn.Module, data: DataBundle, folder: str | Path, settings: dict,
+                        recorder, teacher_logits_test: torch.Tensor | None = None, teacher_meta: dict | None = None,
+                        home: str | Path | None = None) -> dict:
+    """The runner's one hook: measure, sum up energy per phase, write the model card.
+
+    Fills result["measure"] and result["energy"]; returns `result`. Never raises.
+    """
+    folder = Path(folder)
+    try:
+        result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
+                                        recorder=recorder, weights_path=folder / "weights.safetensors", home=home)
+    except Exception as exc:
+        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / "weights.safetensors")}}
+    result["energy"] = energy_summary(recorder.phases, reused_phases(teacher_meta), enabled=settings["energy"])
+    result["phases"] = recorder.phases
+    if settings["card"]:
+        t = time.perf_counter()
+        try:
+            result["measure"].setdefault("exports", {}).update(write_model_card(folder, result, data.info))
+        except Exception as exc:
+            result["measure"].setdefault("export_errors", {})["card"] = f"{type(exc).__name__}: {exc}"
+        if "seconds" in result["measure"]:
+            result["measure"]["seconds"] += time.perf_counter() - t
+    return result

@@ -1,0 +1,68 @@
+"""Measurement settings: what to measure and how long to spend on it.
+
+A run config may carry a `measure` dict; anything it leaves out takes the default below. The
+default is everything on, so every run is measured the same way; tests turn the heavy parts off.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ..errors import ConfigError
+from ..registry import Param, coerce_knobs
+
+MEASURE_PARAMS = (
+    Param("threads", 1, "CPU threads for latency and throughput (0 = all cores); fixed and recorded", "int", 0, 256),
+    Param("latency_seconds", 0.05, "time spent on each latency measurement (repetitions adapt to it, at least 20)", "float", 0.01, 60.0),
+    Param("throughput_batch", 256, "batch size for throughput and the inference-energy loop", "int", 1, 65536),
+    Param("inference_seconds", 0.2, "length of the timed inference loop whose energy is measured", "float", 0.05, 600.0),
+    Param("latency", True, "measure latency and throughput", "bool"),
+    Param("energy", True, "measure energy per phase with CodeCarbon (offline)", "bool"),
+    Param("country", "", "ISO 3166 alpha-3 country code for carbon intensity (empty: $DISTILL_COUNTRY, else USA)", "str"),
+    Param("power_secs", 0.5, "CodeCarbon's power-measurement interval in seconds", "float", 0.05, 60.0),
+    Param("onnx", True, "export ONNX and time it in ONNX Runtime", "bool"),
+    Param("int8", True, "quantise the ONNX model to int8 (dynamic) and measure it", "bool"),
+    Param("pt2", True, "save a torch.export program (.pt2)", "bool"),
+    Param("pt2_dynamic", False, "give the .pt2 program a free batch axis (export about 3x slower); else batch 1", "bool"),
+    Param("card", True, "write a model card (Markdown and JSON)", "bool"),
+    Param("budgets", True, "check the deployment budgets", "bool"),
+)
+
+
+def default_country() -> str:
+    return (os.environ.get("DISTILL_COUNTRY") or "USA").strip().upper()
+
+
+def env_defaults() -> dict:
+    """Defaults from $DISTILL_MEASURE: a JSON object of settings, or "quick" (no energy,
+    no .pt2, short timings) for test suites and CI. A run config's own settings win."""
+    raw = os.environ.get("DISTILL_MEASURE", "").strip()
+    if not raw:
+        return {}
+    if raw.lower() == "quick":
+        return dict(QUICK)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ConfigError(f"DISTILL_MEASURE must be a JSON object of measure settings or 'quick'; got {raw!r}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"DISTILL_MEASURE must be a JSON object of measure settings or 'quick'; got {raw!r}")
+    return value
+
+
+QUICK = {"energy": False, "pt2": False, "latency_seconds": 0.02, "inference_seconds": 0.05, "throughput_batch": 32}
+
+
+def measure_settings(given: dict | None = None) -> dict:
+    """Validated settings: defaults, then $DISTILL_MEASURE, then `given`.
+
+    A bad value is a ConfigError saying which setting and why.
+    """
+    if given is not None and not isinstance(given, dict):
+        raise ConfigError(f"measure: settings must be a mapping, got {type(given).__name__}")
+    s = coerce_knobs(MEASURE_PARAMS, {**env_defaults(), **(given or {})}, "measure")
+    country = (s["country"] or default_country()).strip().upper()
+    if len(country) != 3 or not country.isalpha():
+        raise ConfigError(f"measure: country must be a 3-letter ISO code such as USA, FRA or DEU; got {country!r}")
+    s["country"] = country
+    return s
