@@ -1,0 +1,291 @@
+"""Command line for the store and the workers.
+
+    submit FILE     queue an experiment from JSON or YAML
+    jobs            table of runs (status, progress); --watch to follow
+    show ID         one run in full (error and traceback included)
+    cancel ID...    cancel runs (or --experiment E)
+    retry ID...     queue failed / cancelled / interrupted runs again (or --interrupted)
+    delete ID...    delete runs and their artifacts
+    results         finished runs as a table, or --csv
+    worker          serve the queue in the foreground (Ctrl-C stops; --until-empty)
+
+`add_commands(subparsers)` plugs these into the main CLI; `python -m distill_core.jobs.cli`
+runs them alone. Each handler returns an exit code.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+
+from ..errors import DistillError
+
+
+def _store(args):
+    from .store import Store
+
+    return Store(args.home)
+
+
+def _handled(fn):
+    @functools.wraps(fn)
+    def wrapper(args) -> int:
+        try:
+            return fn(args) or 0
+        except DistillError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return wrapper
+
+
+def _fmt_time(t) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def progress_text(run: dict) -> str:
+    """"student epoch 3/30 · 10%" from a run's latest progress event."""
+    p = run.get("progress") or {}
+    if run["status"] == "queued":
+        if run.get("blocked"):
+            return f"waits for #{run['depends_on']} (retry it)"
+        return "queued"
+    if run["status"] != "running":
+        return "-"
+    if run.get("cancelling"):
+        return "cancelling"
+    if not p or p.get("phase") == "start":
+        return "starting"
+    bits = [str(p.get("phase", ""))]
+    if p.get("epochs"):
+        bits.append(f"epoch {p.get('epoch')}/{p['epochs']}")
+    if p.get("steps"):
+        bits.append(f"{100 * p.get('step', 0) / p['steps']:.0f}%")
+    return " ".join(b for b in bits if b)
+
+
+def _table(rows: list[list], headers: list[str]) -> str:
+    cells = [headers] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+
+
+@_handled
+def cmd_submit(args) -> int:
+    from ..config import load_experiment_file
+
+    store = _store(args)
+    spec = load_experiment_file(args.file)
+    exp_id, ids = store.submit(spec, force=args.force, priority=args.priority)
+    runs = {r["id"]: r for r in store.list_runs(experiment=exp_id)}
+    done = [i for i in ids if runs[i]["status"] == "done"]
+    print(f"experiment #{exp_id}: {len(ids)} runs ({', '.join(f'#{i}' for i in ids)})"
+          + (f"; {len(done)} already done and reused" if done else ""))
+    if args.start_workers:
+        from .scheduler import ensure_workers
+
+        info = ensure_workers(store.home, args.workers or None)
+        print(f"worker pool {'started' if info['started'] else 'already running'} (pid {info['pid']})")
+    elif not store.live_pools():
+        print("no worker pool is running: start one with the `worker` command")
+    return 0
+
+
+@_handled
+def cmd_jobs(args) -> int:
+    store = _store(args)
+    while True:
+        runs = store.list_runs(status=args.status, experiment=args.experiment, newest_first=True, limit=args.limit)
+        rows = [[r["id"], r["status"], r["role"], r["label"], progress_text(r),
+                 f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-", _fmt_time(r["updated"]),
+                 (r["error"] or "").splitlines()[0][:60] if r["error"] else ""] for r in reversed(runs)]
+        state = store.queue_state()
+        text = _table(rows, ["ID", "STATUS", "ROLE", "LABEL", "PROGRESS", "ACC", "UPDATED", "ERROR"])
+        summary = "  ".join(f"{k} {v}" for k, v in state.items() if v)
+        pools = store.live_pools()
+        if args.watch:
+            print("\033[2J\033[H", end="")
+        print(text if rows else "no runs")
+        print(f"\n{summary or 'empty queue'}; worker pools: {len(pools)}")
+        if not args.watch:
+            return 0
+        from .scheduler import outstanding
+
+        if state["running"] == 0 and outstanding(store) == 0:
+            return 0
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
+
+
+@_handled
+def cmd_show(args) -> int:
+    import json
+
+    run = _store(args).get_run(args.id)
+    if run is None:
+        print(f"error: no run #{args.id}", file=sys.stderr)
+        return 2
+    for key in ("id", "label", "role", "status", "hash", "experiments", "depends_on", "attempts", "worker_pid", "folder"):
+        print(f"{key:12} {run[key]}")
+    for key in ("created", "started", "finished"):
+        print(f"{key:12} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[key])) if run[key] else '-'}")
+    if run["progress"]:
+        print(f"{'progress':12} {progress_text(run)}")
+    if run["result"]:
+        m = run["result"]["metrics"]
+        print("metrics      " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+    if run["error"]:
+        print(f"\nerror: {run['error']}")
+    if run["traceback"]:
+        print(run["traceback"])
+    if args.config:
+        print(json.dumps(run["config"], indent=1))
+    return 0
+
+
+@_handled
+def cmd_cancel(args) -> int:
+    store = _store(args)
+    if args.experiment is not None:
+        print(f"experiment #{args.experiment}: {store.cancel_experiment(args.experiment)} run(s) cancelled")
+    for rid in args.ids:
+        print(f"run #{rid}: {store.cancel(rid)}")
+    return 0
+
+
+@_handled
+def cmd_retry(args) -> int:
+    store = _store(args)
+    ids = store.retry_interrupted() if args.interrupted else []
+    for rid in args.ids:
+        ids += store.retry(rid)
+    print(f"queued again: {', '.join(f'#{i}' for i in ids) or 'nothing'}")
+    return 0
+
+
+@_handled
+def cmd_delete(args) -> int:
+    store = _store(args)
+    for rid in args.ids:
+        store.delete(rid)
+        print(f"run #{rid} deleted")
+    return 0
+
+
+DEFAULT_RESULT_COLUMNS = ["run_id", "role", "label", "accuracy", "teacher_agreement", "ece", "params", "train_seconds"]
+
+
+@_handled
+def cmd_results(args) -> int:
+    frame = _store(args).results_frame(experiment=args.experiment)
+    if args.csv:
+        if args.csv == "-":
+            frame.to_csv(sys.stdout, index=False)
+        else:
+            frame.to_csv(args.csv, index=False)
+            print(f"{len(frame)} runs, {len(frame.columns)} columns written to {args.csv}")
+        return 0
+    if frame.empty:
+        print("no finished runs")
+        return 0
+    cols = args.columns.split(",") if args.columns else DEFAULT_RESULT_COLUMNS
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        print(f"error: unknown column(s) {', '.join(missing)}; see --csv for all", file=sys.stderr)
+        return 2
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_colwidth", 48, "display.float_format", "{:.4g}".format):
+        print(frame[cols].to_string(index=False))
+    return 0
+
+
+@_handled
+def cmd_worker(args) -> int:
+    from .executor import LocalExecutor
+    from .scheduler import pool_lock
+    from .store import Store
+
+    store = Store(args.home)
+    lock = None
+    if args.managed:
+        lock = pool_lock(store.home)
+        if lock is None:
+            print(f"a managed worker pool already serves {store.home}")
+            return 0
+    if args.retry_interrupted:
+        ids = store.retry_interrupted()
+        if ids:
+            print(f"queued interrupted runs again: {', '.join(f'#{i}' for i in ids)}")
+    pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet)
+    print(f"[pool {pool.pid}] {pool.n} worker(s) x {pool.threads} thread(s) serving {store.home}", flush=True)
+    pool.serve(until_empty=args.until_empty, idle_exit=args.idle_exit, handle_signals=True)
+    state = store.queue_state()
+    print(f"[pool {pool.pid}] stopped; " + ", ".join(f"{k} {v}" for k, v in state.items() if v), flush=True)
+    if lock is not None:
+        lock.close()
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    """Add the job commands to an argparse subparsers object (each sets `func`)."""
+    def sub(name, fn, help):
+        p = subparsers.add_parser(name, help=help, description=help)
+        p.add_argument("--home", default=None, help="lab home folder (default: $DISTILL_HOME or ~/.distill_lab)")
+        p.set_defaults(func=fn)
+        return p
+
+    p = sub("submit", cmd_submit, "queue an experiment from a JSON or YAML file")
+    p.add_argument("file")
+    p.add_argument("--force", action="store_true", help="run again even runs already done")
+    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--start-workers", action="store_true", help="start a background worker pool if none is alive")
+    p.add_argument("--workers", type=int, default=0, help="workers for --start-workers (default: one per core)")
+
+    p = sub("jobs", cmd_jobs, "list runs with their status and progress")
+    p.add_argument("--status", action="append", default=None, help="only this status (repeatable)")
+    p.add_argument("--experiment", type=int, default=None)
+    p.add_argument("--limit", type=int, default=50, help="newest N runs (default 50; 0 = all)")
+    p.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="refresh every SECONDS until the queue is empty")
+
+    p = sub("show", cmd_show, "show one run in full, error and traceback included")
+    p.add_argument("id", type=int)
+    p.add_argument("--config", action="store_true", help="print its config too")
+
+    p = sub("cancel", cmd_cancel, "cancel runs (a running one stops within two seconds)")
+    p.add_argument("ids", type=int, nargs="*")
+    p.add_argument("--experiment", type=int, default=None, help="cancel every unfinished run of this experiment")
+
+    p = sub("retry", cmd_retry, "queue failed, cancelled or interrupted runs again")
+    p.add_argument("ids", type=int, nargs="*")
+    p.add_argument("--interrupted", action="store_true", help="every interrupted run")
+
+    p = sub("delete", cmd_delete, "delete runs and their artifacts")
+    p.add_argument("ids", type=int, nargs="+")
+
+    p = sub("results", cmd_results, "finished runs as a table or CSV")
+    p.add_argument("--experiment", type=int, default=None)
+    p.add_argument("--csv", nargs="?", const="-", default=None, metavar="PATH", help="write every column as CSV (to stdout without PATH)")
+    p.add_argument("--columns", default=None, help="comma-separated columns for the table")
+
+    p = sub("worker", cmd_worker, "serve the queue with local worker processes (Ctrl-C stops)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
+    p.add_argument("--until-empty", action="store_true", help="stop when nothing is queued or running")
+    p.add_argument("--retry-interrupted", action="store_true", help="queue interrupted runs again before starting")
+    p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS", help="stop after SECONDS with nothing to do")
+    p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    p.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)  # started by ensure_workers
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill_core.jobs.cli", description="Distillation Lab jobs")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

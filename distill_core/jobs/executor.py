@@ -1,0 +1,254 @@
+"""Executors turn queued runs in the store into results.
+
+Pages and the CLI only talk to the `Store`; an executor is whatever serves its queue. The
+interface is small so a distributed executor (Ray) can replace the local one: it would claim
+runs with `scheduler.claim`, run `worker.execute_run` on remote workers that share the home
+folder (or copy artifacts back), and answer the same methods.
+
+`LocalExecutor` is a pool of long-lived worker processes on this machine, watched by a monitor
+thread that replaces a worker that dies (its run is failed with the reason), stops a run that
+ignores a cancel request, beats the pool's heartbeat, and marks runs of dead pools interrupted.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from .scheduler import outstanding, recover_orphans
+from .store import HOST, RUNNING, Store, pid_alive
+
+CANCEL_GRACE = 5.0  # seconds a running run may take to honour a cancel before its worker is killed
+HEARTBEAT = 1.0
+
+
+def default_workers() -> int:
+    """One worker per core: small models train fastest one thread each, side by side."""
+    return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+class Executor(ABC):
+    """What serves the queue of a store. Submitting and querying go through `Store`."""
+
+    def __init__(self, home: str | Path | None = None):
+        self.store = Store(home)
+
+    @abstractmethod
+    def start(self) -> "Executor":
+        """Start serving the queue (returns at once)."""
+
+    @abstractmethod
+    def shutdown(self, wait: bool = True, timeout: float = 30.0) -> None:
+        """Stop serving. Runs in progress stop and are marked interrupted (retryable)."""
+
+    @abstractmethod
+    def alive(self) -> bool:
+        """Whether it is serving."""
+
+    def submit(self, spec, force: bool = False, priority: int = 0) -> tuple[int, list[int]]:
+        """Queue an experiment (see Store.submit); the executor picks its runs up."""
+        return self.store.submit(spec, force=force, priority=priority)
+
+    def cancel(self, run_id: int) -> str:
+        """Cancel a run (see Store.cancel)."""
+        return self.store.cancel(run_id)
+
+    def wait_until_empty(self, timeout: float | None = None, poll: float = 0.2) -> bool:
+        """Wait until no run is running and none is left to start (runs waiting on an
+        interrupted run do not count); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.store.queue_state()["running"] == 0 and outstanding(self.store) == 0:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(poll)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+
+class LocalExecutor(Executor):
+    """A pool of `workers` long-lived processes (spawn context), `threads` torch threads each."""
+
+    def __init__(self, home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
+                 poll: float = 0.1, quiet: bool = False, log=print):
+        super().__init__(home)
+        self.n = workers or default_workers()
+        self.threads = threads or default_threads(self.n)
+        self.poll, self.quiet, self.log = poll, quiet, log
+        self.ctx = mp.get_context("spawn")
+        self.stop_event = self.ctx.Event()
+        self.procs: list = []
+        self.spawned: dict[int, float] = {}  # pid -> start time
+        self.crashes = 0
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> "LocalExecutor":
+        self.store.register_worker(self.pid, "pool", None, {"workers": self.n, "threads": self.threads})
+        marked = recover_orphans(self.store)
+        if marked and self.log:
+            self.log(f"[pool {self.pid}] marked {len(marked)} run(s) left running by a dead process as interrupted: "
+                     + ", ".join(f"#{i}" for i in marked))
+        self.procs = [self._spawn() for _ in range(self.n)]
+        self._monitor = threading.Thread(target=self._watch, name="distill-pool-monitor", daemon=True)
+        self._monitor.start()
+        return self
+
+    def _spawn(self):
+        from .worker import worker_main
+
+        p = self.ctx.Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_event, self.pid,
+                                                       self.poll, self.quiet), daemon=True, name="distill-worker")
+        p.start()
+        self.spawned[p.pid] = time.monotonic()
+        return p
+
+    def alive(self) -> bool:
+        return self._monitor is not None and self._monitor.is_alive() and not self._stopping.is_set()
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.is_alive()]
+
+    def shutdown(self, wait: bool = True, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self.stop_event.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        busy = set(self._busy_pids())
+        for p in self.procs:  # an idle worker (perhaps still importing torch) has nothing to finish
+            if p.is_alive() and p.pid not in busy:
+                p.terminate()
+        deadline = time.monotonic() + (timeout if wait else 0)
+        for p in self.procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        for p in self.procs:  # anything a killed worker left running
+            self._reap(p, "interrupted: the worker pool shut down during the run; retry to run it again", "interrupted")
+        self.store.unregister_worker(self.pid)
+
+    # -- the monitor ------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        last_beat = last_recover = 0.0
+        while not self._stopping.is_set():
+            try:
+                self._check_workers()
+                now = time.monotonic()
+                if now - last_beat >= HEARTBEAT:
+                    self.store.heartbeat(self.pid)
+                    last_beat = now
+                self._enforce_cancels()
+                if now - last_recover >= 5.0:
+                    recover_orphans(self.store, keep={p.pid for p in self.procs})
+                    last_recover = now
+            except Exception as exc:  # the monitor must survive a busy store or a transient error
+                if self.log:
+                    self.log(f"[pool {self.pid}] monitor: {type(exc).__name__}: {exc}")
+            self._stopping.wait(0.2)
+
+    def _check_workers(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p.is_alive() or self._stopping.is_set():
+                continue
+            code = p.exitcode
+            reason = (f"worker process died (signal {-code})" if code is not None and code < 0
+                      else f"worker process exited unexpectedly (exit code {code})")
+            self._reap(p, reason, "failed")
+            self.store.unregister_worker(p.pid)
+            lived = time.monotonic() - self.spawned.pop(p.pid, 0.0)
+            self.crashes = self.crashes + 1 if lived < 5 else 0
+            if self.crashes > 3:  # a worker that dies at start-up: do not spin, wait a little
+                self._stopping.wait(min(30.0, 2.0 ** self.crashes))
+            if self._stopping.is_set():
+                return
+            self.procs[i] = self._spawn()
+            if self.log:
+                self.log(f"[pool {self.pid}] {reason}; started worker {self.procs[i].pid} in its place")
+
+    def _reap(self, p, reason: str, status: str) -> None:
+        """End the runs a dead worker held: failed with the reason (cancelled if it was asked to)."""
+        for run in self.store.read(lambda con: con.execute(
+                "SELECT id, cancel_requested FROM runs WHERE status = 'running' AND worker_pid = ? AND worker_host = ?",
+                (p.pid, HOST)).fetchall()):
+            if self.store.salvage(run["id"]):  # it died after writing its result
+                continue
+            if run["cancel_requested"] is not None:
+                self.store.end(run["id"], "cancelled", "cancelled by request (its worker was stopped)",
+                               only_if_running=True, worker_pid=p.pid)
+            else:
+                self.store.end(run["id"], status, reason, only_if_running=True, worker_pid=p.pid)
+
+    def _enforce_cancels(self) -> None:
+        """A run that does not stop within CANCEL_GRACE of its cancel request (stuck outside the
+        training loop) has its worker killed; the monitor then marks it cancelled."""
+        mine = {p.pid for p in self.procs if p.is_alive()}
+        if not mine:
+            return
+        cutoff = time.time() - CANCEL_GRACE
+        rows = self.store.read(lambda con: con.execute(
+            "SELECT worker_pid FROM runs WHERE status = ? AND cancel_requested IS NOT NULL AND cancel_requested < ? "
+            "AND worker_host = ?", (RUNNING, cutoff, HOST)).fetchall())
+        for (pid,) in rows:
+            if pid in mine and pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def _busy_pids(self) -> list[int]:
+        """Pids of this pool's workers that hold a running run."""
+        pids = [p.pid for p in self.procs]
+        if not pids:
+            return []
+        return [r[0] for r in self.store.read(lambda con: con.execute(
+            f"SELECT worker_pid FROM runs WHERE status = 'running' AND worker_host = ? AND worker_pid IN ({','.join('?' * len(pids))})",
+            (HOST, *pids)).fetchall())]
+
+    # -- foreground use ---------------------------------------------------------------------------
+
+    def serve(self, until_empty: bool = False, idle_exit: float | None = None, handle_signals: bool = False) -> None:
+        """Run in the foreground until Ctrl-C (or SIGTERM with `handle_signals`), or until no
+        run is left to do (`until_empty`; runs waiting on an interrupted run do not count), or
+        after `idle_exit` seconds with nothing to do. Shuts the pool down on the way out."""
+        stop = threading.Event()
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may arrive ignored (background jobs)
+                signal.signal(sig, lambda *_: stop.set())
+        if until_empty and outstanding(self.store) == 0 and self.store.queue_state()["running"] == 0:
+            return  # nothing to do: do not start workers only to stop them
+        if not self.alive():
+            self.start()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                busy = outstanding(self.store) > 0 or bool(self._busy_pids())
+                if busy:
+                    idle_since = time.monotonic()
+                elif until_empty:
+                    break
+                elif idle_exit and time.monotonic() - idle_since > idle_exit:
+                    break
+                stop.wait(0.2)
+            if stop.is_set() and self.log:
+                self.log(f"[pool {self.pid}] stopping: runs in progress are marked interrupted")
+        except KeyboardInterrupt:
+            if self.log:
+                self.log(f"[pool {self.pid}] stopping: runs in progress are marked interrupted")
+        finally:
+            self.shutdown()

@@ -1,0 +1,56 @@
+"""Short human names for run configs ("mlp-small · kd T=4 α=0.9 · seed 0")."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def _named_sizes() -> dict[str, str]:
+    """Normalised spec (as JSON) -> its named size, so a config shows as "mlp-small"."""
+    from ..models import NAMED_SIZES, normalise_spec
+
+    out = {}
+    for name in NAMED_SIZES:
+        try:
+            out.setdefault(json.dumps(normalise_spec(name), sort_keys=True), name)
+        except Exception:  # a named size that no longer validates has no short name
+            continue
+    return out
+
+
+def model_label(spec: dict | str | None) -> str | None:
+    """A model spec's short name: its named size if it is one, else arch(knob=value, ...)."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return spec
+    named = _named_sizes().get(json.dumps(spec, sort_keys=True))
+    if named:
+        return named
+    knobs = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "arch")
+    return f"{spec.get('arch', '?')}({knobs})" if knobs else str(spec.get("arch", "?"))
+
+
+def method_label(method: dict) -> str:
+    name = method.get("name", "?")
+    bits = []
+    if "temperature" in method:
+        bits.append(f"T={method['temperature']:g}")
+    if "alpha" in method:
+        bits.append(f"α={method['alpha']:g}")
+    return " ".join([name, *bits])
+
+
+def run_label(config: dict) -> str:
+    """The label stored with a run: what it trains and how."""
+    if config.get("label"):
+        return str(config["label"])
+    model = model_label(config.get("model"))
+    role = config.get("role", "student")
+    if role != "student":
+        source = " (loaded weights)" if config.get("weights") else ""
+        return f"{role} {model}{source}"
+    omitted = (config.get("transfer") or {}).get("omit_class")
+    without = f" · without class {omitted}" if omitted is not None else ""
+    return f"{model} · {method_label(config.get('method', {}))}{without} · seed {config.get('seed', 0)}"

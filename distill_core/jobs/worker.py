@@ -1,0 +1,199 @@
+"""A worker: a long-lived process that claims runs from the store and runs them one by one.
+
+Python, torch and the data sets load once per worker, not once per run, so a sweep of many
+small runs costs about the sum of its runs. `execute_run` is the part any executor reuses: it
+runs one claimed run with progress events, cancellation and error capture.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import time
+import traceback
+from typing import Callable
+
+from ..errors import Cancelled, DistillError
+from .scheduler import claim
+from .store import CANCELLED, DONE, FAILED, INTERRUPTED, Store, teacher_cache_key
+
+PROGRESS_INTERVAL = 0.5  # seconds between progress writes of one run (events in between are batched)
+STOP_POLL = 0.25  # seconds between checks of the store for a cancel request
+
+
+class EventWriter:
+    """on_progress callback: every event is kept, written at most every `interval` seconds
+    (the first at once), so a run costs the store at most ~2 small transactions a second."""
+
+    def __init__(self, store: Store, run_id: int, interval: float = PROGRESS_INTERVAL):
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.buffer: list[dict] = []
+        self.last = 0.0
+
+    def __call__(self, event: dict) -> None:
+        self.buffer.append({"t": time.time(), **event})
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        try:
+            self.store.add_events(self.run_id, self.buffer)
+            self.buffer = []
+        except sqlite3.Error:  # progress is best effort; the run goes on and retries next time
+            pass
+        self.last = time.monotonic()
+
+
+class StopCheck:
+    """should_stop callback: true when the run was cancelled (checked in the store at most every
+    `interval` seconds) or when `quit` says the worker must stop (pool shutting down)."""
+
+    def __init__(self, store: Store, run_id: int, quit: Callable[[], bool] | None = None, interval: float = STOP_POLL):
+        self.store, self.run_id, self.quit, self.interval = store, run_id, quit, interval
+        self.last = 0.0
+        self.reason: str | None = None
+
+    def __call__(self) -> bool:
+        if self.reason:
+            return True
+        if self.quit is not None and self.quit():
+            self.reason = "shutdown"
+            return True
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return False
+        self.last = now
+        try:
+            status, cancel = self.store.run_status(self.run_id)
+        except sqlite3.Error:
+            return False
+        if cancel:
+            self.reason = "cancel"
+        return bool(self.reason)
+
+
+def _with_threads(config: dict, threads: int | None) -> dict:
+    """Fill threads=0 ("all cores") with the worker's share. Threads are not part of the hash."""
+    if not threads:
+        return config
+    config = copy.deepcopy(config)
+    c = config
+    while c:
+        if not c.get("train", {}).get("threads"):
+            c.setdefault("train", {})["threads"] = threads
+        c = c.get("teacher")
+    return config
+
+
+def execute_run(store: Store, run: dict, threads: int | None = None, quit: Callable[[], bool] | None = None,
+                log: Callable[[str], None] | None = print) -> str:
+    """Run one claimed run (a row dict from `scheduler.claim`) and record how it ended.
+
+    Returns the final status: done, failed, cancelled or interrupted (the pool shut down).
+    """
+    from ..engine.runner import run_one
+
+    run_id = run["id"]
+    config = json.loads(run["config"])
+    events = EventWriter(store, run_id)
+    stop = StopCheck(store, run_id, quit)
+    events({"phase": "start", "worker_pid": os.getpid(), "attempt": run["attempts"] + 1})
+    started = time.perf_counter()
+    if run.get("force") and config["role"] != "student":
+        _drop_cached_teacher(store, teacher_cache_key(config))
+    try:
+        result = run_one(_with_threads(config, threads), store.home, events, stop)
+    except Cancelled as exc:
+        events.flush()
+        if stop.reason == "shutdown":
+            store.end(run_id, INTERRUPTED, f"interrupted: the worker pool shut down during the run ({exc}); retry to run it again")
+            status = INTERRUPTED
+        else:
+            store.end(run_id, CANCELLED, f"cancelled by request ({exc})")
+            status = CANCELLED
+    except Exception as exc:  # the run failed: keep the message and the traceback for the page
+        events.flush()
+        msg = str(exc) if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
+        store.end(run_id, FAILED, msg, traceback.format_exc())
+        status = FAILED
+    else:
+        events.flush()
+        status = DONE
+        try:
+            store.finish(run_id, result)
+        except sqlite3.Error as exc:  # result.json is on disk: the pool's recovery records it
+            if log is not None:
+                log(f"[worker {os.getpid()}] run #{run_id}: could not record its result ({exc}); "
+                    f"it is kept in {result['artifacts']['folder']}")
+            if not store.salvage(run_id):
+                raise
+    if log is not None:
+        took = time.perf_counter() - started
+        extra = f", accuracy {result['metrics']['accuracy']:.4f}" if status == DONE else ""
+        log(f"[worker {os.getpid()}] run #{run_id} {run['label']}: {status} in {took:.1f} s{extra}")
+    return status
+
+
+def _drop_cached_teacher(store: Store, h: str) -> None:
+    """A forced teacher re-run trains again: move its cache entry aside, then remove it."""
+    folder = store.home / "teachers" / h
+    if folder.exists():
+        aside = folder.with_name(f".old-{h}-{os.getpid()}-{time.time_ns()}")
+        try:
+            os.replace(folder, aside)
+        except OSError:
+            return
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def run_inline(store: Store, threads: int | None = None, log: Callable[[str], None] | None = None,
+               quit: Callable[[], bool] | None = None) -> list[tuple[int, str]]:
+    """Run ready runs one after another in this process until none is ready: for notebooks,
+    tests, or a machine where extra processes are unwelcome. Returns (run id, status) pairs."""
+    done = []
+    while quit is None or not quit():
+        run = claim(store, os.getpid())
+        if run is None:
+            break
+        done.append((run["id"], execute_run(store, run, threads, quit, log)))
+    return done
+
+
+def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False) -> None:
+    """Entry point of a worker process: claim and run until told to stop or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    from ..engine import runner  # noqa: F401  (import the engine before the first run)
+
+    # Pay torch's lazy start-up costs now, not in the first run: the first optimiser imports
+    # torch._dynamo (seconds), the first backward pass initialises autograd.
+    w = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adam([w])
+    (w * 2).sum().backward()
+    opt.step()
+
+    store = Store(home)
+    pid = os.getpid()
+    store.register_worker(pid, "worker", pool_pid, {"threads": threads})
+
+    def quit() -> bool:
+        return stop_event.is_set() or os.getppid() != pool_pid
+
+    log = None if quiet else (lambda line: print(line, flush=True))
+    while not quit():
+        try:
+            run = claim(store, pid)
+        except sqlite3.Error as exc:  # the store is busy beyond its timeout: try again shortly
+            print(f"[worker {pid}] could not claim a run: {exc}", flush=True)
+            run = None
+        if run is None:
+            stop_event.wait(poll)
+            continue
+        execute_run(store, run, threads, quit, log)
