@@ -17,6 +17,9 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _no_codecarbon_files(monkeypatch, tmp_path):
+def _quiet_measurement(monkeypatch, tmp_path):
+    """Run in a temporary folder, and measure runs quickly (no energy, short timings) unless a
+    test asks for full measurement itself (tests/test_measure.py, the CLI end-to-end test)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISTILL_MEASURE", "quick")
     yield

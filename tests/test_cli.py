@@ -16,7 +16,8 @@ def cli(*args, home, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_digits_quick_end_to_end(tmp_path):
+def test_digits_quick_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.delenv("DISTILL_MEASURE")  # the full measurement, as a user gets it
     out = cli("run", "--preset", "digits-quick", "--threads", "1", "--json", home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -36,6 +37,17 @@ def test_digits_quick_end_to_end(tmp_path):
     body = [line.split() for line in lines[2:5]]
     roles_methods = {(row[1], row[header.index("method") + 1]) for row in body}  # model label has two words
     assert roles_methods == {("teacher", "scratch"), ("student", "kd"), ("student", "scratch")}
+    # every run prints and stores its measurements
+    text = table.stdout
+    for words in ["params", "fp32 file", "int8 ONNX", "FLOPs", "PyTorch", "ONNX Runtime", "int8      test accuracy",
+                  "student_training", "estimated", "card_md", "onnx (verified"]:
+        assert words in text, words
+    kd = runs[("student", "kd")]
+    m = kd["measure"]
+    assert m["size"]["fp32_bytes"] == (Path(kd["artifacts"]["folder"]) / "weights.safetensors").stat().st_size
+    assert kd["energy"]["phases"]["student_training"]["kwh"] >= 0
+    for name in ("onnx", "int8", "pt2", "card_md", "card_json"):
+        assert Path(kd["artifacts"][name]).is_file(), name
 
 
 def test_listings_show_registries():
