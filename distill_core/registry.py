@@ -5,6 +5,8 @@ dashboard builds its forms from them, so adding an entry needs no change anywher
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -42,7 +44,8 @@ class Param:
                     value = bool(value)
             elif self.kind == "ints":
                 if isinstance(value, str):
-                    value = [int(v) for v in value.replace("-", ",").replace("x", ",").split(",") if v.strip()]
+                    # "64,32", "64x32" and "64-32" all mean [64, 32]; "64, -3" keeps its minus sign.
+                    value = [int(v) for v in re.split(r"[,x\s]+|(?<=\d)-(?=\d)", value) if v.strip()]
                 value = [int(v) for v in value]
             elif self.kind in ("str", "choice"):
                 value = str(value)

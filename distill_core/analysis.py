@@ -1,0 +1,572 @@
+"""Analysis behind the Compare and Learn pages: plain functions of frames and tensors.
+
+Trade-offs (on `Store.results_frame()`, one row per finished run):
+    cost_columns(frame)              which cost each column measures, or why it is unavailable
+    pareto_mask / pareto_frontier    non-dominated runs: higher accuracy, lower cost
+    config_key / aggregate_seeds     mean and spread over seeds of each configuration
+    gap_closed / gap_closed_table    (acc - scratch) / (teacher - scratch), NaN with a reason
+    budget_table / best_that_fits    deployment profiles (measure.budgets) on the frame
+    energy_phases / reuse_savings    energy per phase, what teacher and logit reuse saved
+    carbon_intensity                 g CO2eq per kWh of a country (CodeCarbon's offline table)
+
+Teaching (on logits, and on saved models by inference only):
+    soften, entropy, dark_knowledge, kd_anatomy, class_bias_sweep, grid_points,
+    test_logits, decision_surface, teacher_logits
+
+Nothing here imports streamlit: the pages only draw what these return.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import ConfigError
+
+# -- costs --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cost:
+    key: str
+    title: str  # axis title
+    columns: tuple[str, ...]  # candidates in the results frame, first present wins
+    log: bool = True  # log axis (costs span orders of magnitude)
+
+
+COSTS: tuple[Cost, ...] = (
+    Cost("params", "parameters", ("params", "measure.size.params")),
+    Cost("fp32_bytes", "fp32 weights (bytes)", ("measure.size.fp32_bytes",)),
+    Cost("int8_bytes", "int8 ONNX model (bytes)", ("measure.int8.bytes",)),
+    Cost("flops", "FLOPs per sample", ("measure.compute.flops", "measure.flops.flops", "measure.flops")),
+    Cost("torch_ms", "PyTorch latency, batch 1 median (ms)", ("measure.latency.torch.median_ms",)),
+    Cost("onnx_ms", "ONNX Runtime latency, batch 1 median (ms)", ("measure.latency.onnx.median_ms",)),
+    Cost("train_kwh", "training energy (kWh)", ("training_kwh",)),
+    Cost("infer_kwh", "inference energy per 1,000 predictions (kWh)", ("energy.inference_kwh_per_1000",)),
+)
+TRAINING_PHASES = ("teacher_training", "assistant_training", "student_training")
+
+
+def _reason_near(frame: pd.DataFrame, column: str) -> str | None:
+    """A recorded reason next to a column: `a.b.reason`, `a.reason`... (first non-empty)."""
+    parts = column.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        for word in ("reason", "error"):
+            col = ".".join(parts[:i] + [word])
+            if col in frame.columns:
+                vals = frame[col].dropna().astype(str)
+                vals = vals[vals != ""]
+                if len(vals):
+                    return vals.iloc[0]
+    return None
+
+
+def add_training_energy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `training_kwh`: the energy of the training phases this run itself paid for
+    (phases reused from the teacher cache are not counted). NaN when none was measured."""
+    out = frame.copy()
+    total = pd.Series(np.nan, index=out.index, dtype="float64")
+    for phase in TRAINING_PHASES:
+        kwh, reused = f"energy.phases.{phase}.kwh", f"energy.phases.{phase}.reused"
+        if kwh not in out.columns:
+            continue
+        own = out[kwh].where(out[reused] != 1) if reused in out.columns else out[kwh]
+        total = total.where(own.isna(), total.fillna(0.0) + own)
+    out["training_kwh"] = total
+    return out
+
+
+def cost_columns(frame: pd.DataFrame) -> dict[str, dict]:
+    """For each cost: {"cost": Cost, "column": name or None, "reason": why unavailable or None}.
+
+    A cost is unavailable when no candidate column exists or every run's value is missing;
+    the reason comes from what the runs recorded when they say (e.g. "energy measurement
+    turned off"), else a plain "not measured in any selected run".
+    """
+    out = {}
+    for cost in COSTS:
+        column, reason = None, None
+        present = [c for c in cost.columns if c in frame.columns]
+        for c in present:
+            if frame[c].notna().any():
+                column = c
+                break
+        if column is None:
+            found = [r for c in cost.columns for r in [_reason_near(frame, c)] if r]
+            if not found and cost.key == "train_kwh":
+                found = [r for r in [_reason_near(frame, "energy.total_kwh")] if r]
+            if not found and cost.key == "infer_kwh":
+                found = [r for r in [_reason_near(frame, "energy.phases.inference.kwh"),
+                                     _reason_near(frame, "energy.total_kwh")] if r]
+            reason = found[0] if found else "not measured in any selected run"
+        out[cost.key] = {"cost": cost, "column": column, "reason": reason}
+    return out
+
+
+# -- Pareto frontier ------------------------------------------------------------------------------
+
+
+def pareto_mask(cost, accuracy) -> np.ndarray:
+    """True for points no other point dominates (cost <= and accuracy >=, one of them strictly).
+
+    Lower cost and higher accuracy are better. Ties (same cost and accuracy) are all kept: none
+    dominates the other. Points with a missing (NaN) cost or accuracy are never on it.
+    """
+    c = np.asarray(cost, dtype="float64")
+    a = np.asarray(accuracy, dtype="float64")
+    if c.shape != a.shape or c.ndim != 1:
+        raise ValueError(f"cost and accuracy must be 1-D and of equal length, got {c.shape} and {a.shape}")
+    ok = ~(np.isnan(c) | np.isnan(a))
+    mask = np.zeros(len(c), dtype=bool)
+    idx = np.flatnonzero(ok)
+    if not len(idx):
+        return mask
+    # Sweep by cost ascending (ties: best accuracy first); a point is on the frontier when its
+    # accuracy is at least the best seen at any strictly lower cost and it equals the best at
+    # its own cost.
+    order = idx[np.lexsort((-a[idx], c[idx]))]
+    best_before = -np.inf  # best accuracy among strictly cheaper points
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and c[order[j]] == c[order[i]]:
+            j += 1
+        group = order[i:j]
+        top = a[group].max()
+        if top > best_before:
+            mask[group[a[group] == top]] = True
+        best_before = max(best_before, top)
+        i = j
+    return mask
+
+
+def pareto_frontier(frame: pd.DataFrame, cost: str, accuracy: str = "accuracy") -> pd.DataFrame:
+    """The frontier's rows, sorted by cost (ready to draw as a line)."""
+    if cost not in frame.columns or accuracy not in frame.columns:
+        missing = cost if cost not in frame.columns else accuracy
+        raise ConfigError(f"no column {missing!r} in the results")
+    mask = pareto_mask(frame[cost], frame[accuracy])
+    return frame[mask].sort_values([cost, accuracy], ascending=[True, False])
+
+
+# -- seeds ------------------------------------------------------------------------------------------
+
+_NOT_CONFIG = ("train.threads", "train.device")
+_BASE_KEY = ("dataset", "role", "model", "teacher_hash")  # what a student is, before its method
+
+
+def _config_columns(frame: pd.DataFrame, with_method: bool = True) -> list[str]:
+    cols = [c for c in _BASE_KEY if c in frame.columns]
+    if with_method:
+        cols += [c for c in ("method", "temperature", "alpha") if c in frame.columns]
+    for c in frame.columns:
+        if c.startswith(("train.", "dataset.")) and c not in _NOT_CONFIG:
+            cols.append(c)
+        elif with_method and c.startswith("method."):
+            cols.append(c)
+    return cols
+
+
+def config_key(frame: pd.DataFrame, with_method: bool = True) -> pd.Series:
+    """A string per row naming its configuration without the seed: runs that differ only in
+    their seed share it. `with_method=False` leaves the method out (the student's base)."""
+    cols = _config_columns(frame, with_method)
+    if not len(frame):
+        return pd.Series([], dtype="object", index=frame.index)
+
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        return v
+
+    rows = frame[cols].astype(object).values.tolist()
+    return pd.Series([json.dumps([norm(v) for v in r], default=str) for r in rows], index=frame.index, dtype="object")
+
+
+def aggregate_seeds(frame: pd.DataFrame, values: list[str] | tuple[str, ...] = ("accuracy",)) -> pd.DataFrame:
+    """One row per configuration: its first run's descriptive columns, then for each value
+    `<v>_mean`, `<v>_std` (sample std; NaN with one seed) and `n_seeds`, `run_ids`, `seeds`."""
+    if not len(frame):
+        return frame.assign(n_seeds=pd.Series(dtype="int64"))
+    f = frame.assign(_key=config_key(frame))
+    rows = []
+    for _, g in f.groupby("_key", sort=False):
+        row = g.iloc[0].to_dict()
+        for v in values:
+            col = g[v] if v in g.columns else pd.Series(np.nan, index=g.index)
+            row[f"{v}_mean"] = col.mean()
+            row[f"{v}_std"] = col.std(ddof=1) if col.notna().sum() > 1 else np.nan
+        row["n_seeds"] = len(g)
+        row["run_ids"] = ", ".join(str(i) for i in g["run_id"]) if "run_id" in g.columns else ""
+        row["seeds"] = ", ".join(f"{s:g}" for s in g["seed"].dropna()) if "seed" in g.columns else ""
+        rows.append(row)
+    return pd.DataFrame(rows).drop(columns=["_key"])
+
+
+# -- gap closed ------------------------------------------------------------------------------------
+
+
+def gap_closed(accuracy: float, scratch: float, teacher: float) -> tuple[float, str | None]:
+    """(accuracy - scratch) / (teacher - scratch): 1 when the student matches the teacher,
+    0 when distillation did nothing, negative when it hurt.
+
+    Undefined when the teacher is no better than the scratch student (there is no gap to
+    close): returns (NaN, reason). Also NaN with a reason when a figure is missing.
+    """
+    vals = {"accuracy": accuracy, "scratch accuracy": scratch, "teacher accuracy": teacher}
+    for name, v in vals.items():
+        if v is None or not np.isfinite(v):
+            return math.nan, f"{name} unavailable"
+    if teacher <= scratch:
+        return math.nan, (f"undefined: the teacher ({teacher:.4f}) is no better than the scratch student "
+                          f"({scratch:.4f}), so there is no gap to close")
+    return (accuracy - scratch) / (teacher - scratch), None
+
+
+def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Gap closed for every distilled student, per seed and then per configuration.
+
+    Each distilled run is paired with the scratch run of the same student, teacher, data and
+    training settings and the same seed (the mean over the scratch seeds when that seed has
+    none). Returns one row per configuration: label columns, `gap_mean`, `gap_std` (over
+    seeds), `n_seeds`, `gaps` (list), `scratch_accuracy`, `teacher_accuracy`, `accuracy_mean`,
+    `reason` (why the gap is NaN, else None).
+    """
+    cols = ["dataset", "model", "teacher", "method", "method_label", "temperature", "alpha", "gap_mean", "gap_std",
+            "n_seeds", "gaps", "accuracy_mean", "scratch_accuracy", "teacher_accuracy", "reason", "run_ids"]
+    if not len(frame) or "method" not in frame.columns:
+        return pd.DataFrame(columns=cols)
+    students = frame[frame["role"] == "student"] if "role" in frame.columns else frame
+    f = students.assign(_base=config_key(students, with_method=False), _key=config_key(students))
+    scratch = f[f["method"] == "scratch"]
+    distilled = f[f["method"] != "scratch"]
+    by_seed = scratch.groupby(["_base", "seed"])["accuracy"].mean().to_dict()  # scratch accuracy per student and seed
+    by_base = scratch.groupby("_base")["accuracy"].mean().to_dict()
+    if "teacher_accuracy" not in f.columns:
+        f = f.assign(teacher_accuracy=math.nan)
+        distilled = f[f["method"] != "scratch"]
+    rows = []
+    for _, g in distilled.groupby("_key", sort=False):
+        first = g.iloc[0]
+        gaps, reasons, scratch_accs = [], [], []
+        for acc, seed, teacher in zip(g["accuracy"], g["seed"], g["teacher_accuracy"]):
+            s = by_seed.get((first["_base"], seed), by_base.get(first["_base"], math.nan))
+            if first["_base"] not in by_base:
+                reasons.append("no scratch run of this student to compare with")
+            gap, why = gap_closed(acc, s, teacher)
+            scratch_accs.append(s)
+            if why:
+                reasons.append(why)
+            else:
+                gaps.append(gap)
+        row = {c: first.get(c) for c in ("dataset", "model", "teacher", "method", "method_label", "temperature", "alpha")}
+        row.update({
+            "gap_mean": float(np.mean(gaps)) if gaps else math.nan,
+            "gap_std": float(np.std(gaps, ddof=1)) if len(gaps) > 1 else math.nan,
+            "n_seeds": len(gaps), "gaps": gaps,
+            "accuracy_mean": float(g["accuracy"].mean()),
+            "scratch_accuracy": float(np.nanmean(scratch_accs)) if np.isfinite(scratch_accs).any() else math.nan,
+            "teacher_accuracy": float(g["teacher_accuracy"].mean()) if "teacher_accuracy" in g else math.nan,
+            "reason": None if gaps else (reasons[0] if reasons else "no runs"),
+            "run_ids": ", ".join(str(i) for i in g["run_id"]) if "run_id" in g.columns else "",
+        })
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+# -- temperature sweep -------------------------------------------------------------------------------
+
+
+def temperature_sweep(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread over seeds of accuracy and teacher agreement per student, method and T
+    (students whose method has a temperature only), sorted by T."""
+    if not len(frame) or "temperature" not in frame.columns:
+        return pd.DataFrame()
+    f = frame[(frame.get("role") == "student") & frame["temperature"].notna()]
+    if not len(f):
+        return pd.DataFrame()
+    agg = aggregate_seeds(f, ("accuracy", "teacher_agreement"))
+    return agg.sort_values(["model", "method", "temperature"]).reset_index(drop=True)
+
+
+# -- budgets -------------------------------------------------------------------------------------------
+
+
+def _unflatten(row: dict, prefix: str) -> dict:
+    """{"measure.size.fp32_bytes": 5} -> {"size": {"fp32_bytes": 5}} (missing values left out)."""
+    out: dict = {}
+    for col, v in row.items():
+        if not isinstance(col, str) or not col.startswith(prefix):
+            continue
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        d = out
+        *path, leaf = col[len(prefix):].split(".")
+        for p in path:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                break
+        else:
+            d[leaf] = v
+    return out
+
+
+def budget_table(frame: pd.DataFrame, profile: dict, name: str = "profile") -> pd.DataFrame:
+    """Each run against one deployment profile (measure.budgets.check_budgets on the run's
+    measurements): columns run_id, fits (True / False / None when a needed figure is
+    unavailable), reason."""
+    from .measure.budgets import check_budgets, validate_profiles
+
+    profile = validate_profiles({name: profile})[name]
+    cols = [c for c in frame.columns if isinstance(c, str) and c.startswith("measure.")]
+    ids = frame["run_id"].tolist() if "run_id" in frame.columns else [None] * len(frame)
+    rows = []
+    for rid, values in zip(ids, frame[cols].to_dict("records")):
+        res = check_budgets(_unflatten(values, "measure."), {name: profile})[0]
+        rows.append({"run_id": rid, "fits": res["fits"], "reason": res.get("reason")})
+    return pd.DataFrame(rows, columns=["run_id", "fits", "reason"], index=frame.index)
+
+
+def best_that_fits(frame: pd.DataFrame, profile: dict, accuracy: str = "accuracy",
+                   table: pd.DataFrame | None = None) -> pd.Series | None:
+    """The most accurate run that fits the profile (ties: fewer parameters), or None.
+    `table`: the frame's budget_table for this profile, when already computed."""
+    fits = (table if table is not None else budget_table(frame, profile))["fits"]
+    ok = frame[fits.eq(True).values]
+    ok = ok[ok[accuracy].notna()]
+    if not len(ok):
+        return None
+    by = [accuracy] + (["params"] if "params" in ok.columns else [])
+    return ok.sort_values(by, ascending=[False] + [True] * (len(by) - 1)).iloc[0]
+
+
+# -- energy ----------------------------------------------------------------------------------------------
+
+
+def energy_phases(frame: pd.DataFrame) -> pd.DataFrame:
+    """Long frame: one row per run and measured phase: run_id, label, phase, kwh, kg_co2eq,
+    reused (True when the phase was done once for a cached teacher and reused here), label_how
+    ("measured"/"estimated"). Phases with no reading are left out (never drawn as 0)."""
+    cols = ["run_id", "label", "phase", "kwh", "kg_co2eq", "reused", "how"]
+    phases = sorted({c.split(".")[2] for c in frame.columns if c.startswith("energy.phases.") and c.endswith(".kwh")})
+    wanted = ["run_id", "label"] + [c for c in frame.columns if c.startswith("energy.phases.")]
+    rows = []
+    for r in frame[[c for c in wanted if c in frame.columns]].to_dict("records"):
+        for p in phases:
+            kwh = r.get(f"energy.phases.{p}.kwh")
+            if kwh is None or not np.isfinite(kwh):
+                continue
+            reused = r.get(f"energy.phases.{p}.reused")
+            rows.append({"run_id": r.get("run_id"), "label": r.get("label"), "phase": p, "kwh": float(kwh),
+                         "kg_co2eq": r.get(f"energy.phases.{p}.kg_co2eq"),
+                         "reused": bool(reused == 1 or reused is True),
+                         "how": r.get(f"energy.phases.{p}.label") or "estimated"})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def reuse_savings(frame: pd.DataFrame, phases: pd.DataFrame | None = None) -> dict:
+    """Energy teacher and logit reuse saved: every run that took its teacher (weights and
+    logits) from the cache would otherwise have trained it and computed its logits again.
+
+    Returns {"saved_kwh", "runs_reusing", "spent_kwh" (energy the runs did spend),
+    "how"}; saved_kwh is NaN when no reused phase was measured. `phases`: energy_phases(frame)
+    when already computed.
+    """
+    long = phases if phases is not None else energy_phases(frame)
+    saved = long[long["reused"]]
+    spent = long[~long["reused"]]
+    how = "measured" if len(long) and set(long["how"]) == {"measured"} else "estimated"
+    return {"saved_kwh": float(saved["kwh"].sum()) if len(saved) else math.nan,
+            "runs_reusing": int(saved["run_id"].nunique()) if len(saved) else 0,
+            "spent_kwh": float(spent["kwh"].sum()) if len(spent) else math.nan,
+            "how": how}
+
+
+def carbon_intensity(country: str) -> tuple[float | None, str]:
+    """Grid carbon intensity of a country in g CO2eq per kWh, from the table CodeCarbon ships
+    (no network). Returns (value or None, a note naming the source or why it is missing)."""
+    code = (country or "").strip().upper()
+    try:
+        from importlib.resources import files
+
+        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+    except Exception as exc:  # CodeCarbon missing or its data moved
+        return None, f"CodeCarbon's energy-mix table could not be read: {type(exc).__name__}"
+    entry = table.get(code)
+    if not entry or entry.get("carbon_intensity") is None:
+        return None, f"no carbon intensity for {code!r} in CodeCarbon's table"
+    return float(entry["carbon_intensity"]), f"{entry.get('country_name', code)}, {entry.get('year', '')} (CodeCarbon energy mix)"
+
+
+def countries() -> list[str]:
+    """ISO codes CodeCarbon has a carbon intensity for (empty when it is not installed)."""
+    try:
+        from importlib.resources import files
+
+        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+    except Exception:
+        return []
+    return sorted(k for k, v in table.items() if v.get("carbon_intensity") is not None)
+
+
+# -- teaching: temperature, entropy, dark knowledge, the KD loss ----------------------------------------------
+
+
+def soften(logits, temperature: float) -> torch.Tensor:
+    """softmax(z / T): T = 1 is the usual softmax, larger T spreads probability over the
+    classes the teacher finds similar (Hinton et al. 2015, eq. 1)."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    return torch.softmax(z / float(temperature), dim=-1)
+
+
+def entropy(probs, base: float = 2.0) -> torch.Tensor:
+    """Shannon entropy along the last axis (bits by default); 0 log 0 counts as 0."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    h = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
+    return h / math.log(base)
+
+
+def dark_knowledge(logits, targets, temperature: float, num_classes: int | None = None) -> np.ndarray:
+    """K x K matrix: row i is the teacher's mean softened prediction over the samples whose
+    true class is i. Off-diagonal mass shows which classes the teacher thinks alike. A class
+    with no sample gives a row of NaN."""
+    p = soften(logits, temperature)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    k = num_classes or p.shape[1]
+    out = np.full((k, p.shape[1]), np.nan)
+    for c in range(k):
+        m = y == c
+        if m.any():
+            out[c] = p[m].mean(0).numpy()
+    return out
+
+
+def kd_anatomy(student_logits, teacher_logits, targets, temperature: float, alpha: float) -> dict:
+    """The KD loss on one batch, term by term (distill_core.methods.kd.kd_loss):
+    kl (the soft term without T^2), soft (= T^2 * kl), hard (cross-entropy with the labels),
+    weighted_soft (alpha * soft), weighted_hard ((1 - alpha) * hard) and total."""
+    from .methods.kd import kd_loss
+    from .methods.base import soft_kl
+
+    s = torch.as_tensor(student_logits, dtype=torch.float32)
+    t = torch.as_tensor(teacher_logits, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    with torch.no_grad():
+        total, soft, hard = kd_loss(s, t, y, float(temperature), float(alpha))
+        kl = soft_kl(s, t, float(temperature))
+    return {"kl": kl.item(), "soft": soft.item(), "hard": hard.item(), "weighted_soft": alpha * soft.item(),
+            "weighted_hard": (1 - alpha) * hard.item(), "total": total.item(), "temperature": float(temperature),
+            "alpha": float(alpha), "batch": len(y)}
+
+
+def class_bias_sweep(logits, targets, cls: int, biases) -> pd.DataFrame:
+    """Accuracy as a bias is added to one class's logit at inference (Hinton et al. 2015,
+    section 3: a student that never saw class `cls` during distillation recovers it when that
+    class's bias is raised). Columns: bias, class_accuracy, accuracy, predicted_share."""
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    if not 0 <= cls < z.shape[1]:
+        raise ConfigError(f"class {cls} is outside 0..{z.shape[1] - 1}")
+    m = y == cls
+    rows = []
+    for b in biases:
+        zz = z.clone()
+        zz[:, cls] += float(b)
+        pred = zz.argmax(1)
+        rows.append({"bias": float(b),
+                     "class_accuracy": (pred[m] == cls).float().mean().item() if m.any() else math.nan,
+                     "accuracy": (pred == y).float().mean().item(),
+                     "predicted_share": (pred == cls).float().mean().item()})
+    return pd.DataFrame(rows)
+
+
+def grid_points(x, steps: int = 150, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """A grid over 2-D inputs (their range plus a margin): (xs, ys, points as an (N, 2) tensor)."""
+    x = np.asarray(x, dtype="float64")
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ConfigError(f"decision boundaries need 2-D inputs, got shape {x.shape}")
+    lo, hi = x.min(0), x.max(0)
+    pad = (hi - lo) * margin + 1e-6
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], steps)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], steps)
+    gx, gy = np.meshgrid(xs, ys)
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    return xs, ys, pts
+
+
+# -- loading what a run saved (inference only) ---------------------------------------------------------------
+
+
+def load_run_model(config: dict, weights: str | Path):
+    """The trained model of a run from its config and saved weights, in eval mode, with its
+    data set (loaded once per process). Inference only: nothing is trained here."""
+    from .engine.runner import load_data
+    from .models import build_model, load_weights
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights at {weights} (the run was deleted?)")
+    data = load_data(config["dataset"])
+    model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
+    load_weights(model, weights)
+    return model.eval(), data
+
+
+def run_weights(home: str | Path, config: dict) -> Path:
+    """Where a finished run keeps its weights: <home>/runs/<hash>/weights.safetensors."""
+    from .config import run_hash
+
+    return Path(home) / "runs" / run_hash(config) / "weights.safetensors"
+
+
+def test_logits(config: dict, weights: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) of a run's saved model on the test split (the first `limit` samples)."""
+    from .engine.evaluate import predict_logits
+
+    model, data = load_run_model(config, weights)
+    x, y = data.x_test, data.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return predict_logits(model, x).numpy(), y.numpy()
+
+
+def decision_surface(config: dict, weights: str | Path, steps: int = 120) -> dict:
+    """A 2-D model's class probabilities on a grid over its training inputs (inference only).
+
+    Returns xs, ys (grid axes), probs (steps x steps x K), x_train, y_train, test_accuracy.
+    """
+    from .engine.evaluate import predict_logits
+
+    model, data = load_run_model(config, weights)
+    xs, ys, pts = grid_points(data.x_train.numpy(), steps)
+    probs = torch.softmax(predict_logits(model, pts), 1).numpy().reshape(len(ys), len(xs), -1)
+    acc = (predict_logits(model, data.x_test).argmax(1) == data.y_test).float().mean().item()
+    return {"xs": xs, "ys": ys, "probs": probs, "x_train": data.x_train.numpy(), "y_train": data.y_train.numpy(),
+            "test_accuracy": acc, "classes": list(data.info.class_names)}
+
+
+def teacher_logits(home: str | Path, teacher: dict | str) -> dict[str, torch.Tensor] | None:
+    """The cached logits (train / val / test) of a trained teacher, given its run config or
+    its cache hash; None when it is not cached."""
+    from safetensors.torch import load_file
+
+    from .config import run_hash
+
+    if isinstance(teacher, str):
+        keys = [teacher]
+    else:
+        keys = [run_hash({k: v for k, v in teacher.items() if k != "measure"}), run_hash(teacher)]
+    for h in keys:
+        path = Path(home) / "teachers" / h / "logits.safetensors"
+        if path.is_file():
+            return load_file(str(path))
+    return None

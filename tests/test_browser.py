@@ -1,0 +1,213 @@
+"""The newcomer's path in a real browser: start the app, run the quick demo, watch it finish,
+open the distilled student, check its figures, download its ONNX file, save screenshots.
+
+Headless Chromium from Debian (`apt-get install chromium`) driven by Playwright through
+`executable_path` (never `playwright install`). In CI (CI=true) a missing browser fails the
+test; elsewhere it is skipped with the reason.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DEMO_TIMEOUT_S = 200  # the digits-quick preset: a CNN teacher, then two MLP students
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+def chromium_path() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else None
+
+
+def need_browser():
+    """The chromium executable and Playwright, or skip (fail in CI) saying what is missing."""
+    missing = []
+    exe = chromium_path()
+    if exe is None:
+        missing.append("Debian's chromium (apt-get install -y chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package (pip install -r requirements-dev.txt)")
+    if missing:
+        why = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why + " (mandatory in CI)")
+        pytest.skip(why)
+    return exe
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    """`streamlit run app.py` on a free port with an empty DISTILL_HOME; stops the server and
+    the worker pool the app started when the test ends."""
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    env = {**os.environ, "DISTILL_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("DISTILL_MEASURE", None)  # measure as a newcomer's runs are measured (energy included)
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield {"url": url, "home": home, "tmp": tmp_path}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        stop_pools(home)
+
+
+def stop_pools(home: Path) -> None:
+    """Stop the worker pool(s) the app started for this home (their pids are in its store)."""
+    from distill_core.jobs import Store
+    from distill_core.jobs.store import HOST, pid_alive
+
+    try:
+        pools = [w for w in Store(home).workers() if w["kind"] == "pool" and w["host"] == HOST]
+    except Exception:
+        return
+    for w in pools:
+        if pid_alive(w["pid"]):
+            os.kill(w["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while any(pid_alive(w["pid"]) for w in pools) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for w in pools:
+        if pid_alive(w["pid"]):
+            os.kill(w["pid"], signal.SIGKILL)
+
+
+def settle(page, timeout: float = 60_000) -> None:
+    """Wait until the page's script run has finished (widgets are inert while it runs)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout)
+
+
+def visible_plots(page) -> int:
+    return page.locator(".js-plotly-plot").evaluate_all(
+        "els => els.filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 50).length")
+
+
+def runs_page_while_training(browser, url: str) -> bool:
+    """In a second tab, the Runs page with its live curves while the demo trains; saves the
+    screenshot and returns True, or False when training ended before the curves showed (a
+    fast machine). The live section itself is checked by the page tests."""
+    from playwright.sync_api import Error, expect
+
+    tab = browser.new_page(viewport={"width": 1400, "height": 1300})
+    try:
+        tab.goto(f"{url}/runs")
+        expect(tab.get_by_text("Training now")).to_be_visible(timeout=60_000)
+        tab.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(e => e.offsetParent !== null)",
+                              timeout=30_000)
+        expect(tab.get_by_text("Experiment", exact=True)).to_be_visible(timeout=30_000)
+        time.sleep(1.5)  # let the curves draw
+        tab.screenshot(path=str(SHOTS / "runs.png"))
+        return True
+    except (AssertionError, Error):
+        return False
+    finally:
+        tab.close()
+
+
+def test_quick_demo_to_onnx_download(app_server, tmp_path):
+    exe = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300}, accept_downloads=True)
+            page.goto(app_server["url"])
+            page.get_by_role("button", name="Run the quick demo").click()
+            expect(page.get_by_text("Quick demo (experiment #1)")).to_be_visible(timeout=30_000)
+            live_shot = runs_page_while_training(browser, app_server["url"])
+            # progress reaches done: all three runs (teacher, scratch student, distilled student)
+            expect(page.get_by_text("3/3 runs done")).to_be_visible(timeout=DEMO_TIMEOUT_S * 1000)
+            link = page.get_by_role("link", name="Open the distilled student")
+            expect(link).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("No finished runs yet")).to_have_count(0, timeout=30_000)  # redrawn once done
+            page.screenshot(path=str(SHOTS / "home.png"))
+
+            link.click()
+            page.wait_for_url("**/run?run=*", timeout=30_000)
+            expect(page.get_by_role("heading", name="kd T=4")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("test accuracy")).to_be_visible()
+            settle(page)
+            # every tab with figures shows them
+            for tab in ("Training", "Errors", "Calibration", "Predictions"):
+                page.get_by_role("tab", name=tab).click()
+                settle(page)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                    ".some(e => e.offsetParent !== null && e.getBoundingClientRect().height > 50)", timeout=30_000)
+                assert visible_plots(page) >= 1, tab
+                if tab == "Predictions":
+                    assert visible_plots(page) >= 6  # one chart per sample
+                    page.screenshot(path=str(SHOTS / "run_detail.png"))
+            page.get_by_role("tab", name="Cost").click()
+            settle(page)
+            expect(page.get_by_text("Latency", exact=False).first).to_be_visible()
+            energy_failed = page.get_by_text("Energy unavailable").count() > 0  # CodeCarbon could not measure here
+            assert energy_failed or visible_plots(page) == 1  # the energy per phase chart
+            assert "unavailable: 0" not in page.content()
+
+            page.get_by_role("tab", name="Files").click()
+            with page.expect_download(timeout=30_000) as got:
+                page.get_by_role("button", name="Download ONNX model (fp32)").click()
+            target = tmp_path / "student.onnx"
+            got.value.save_as(target)
+            assert got.value.suggested_filename.endswith("model.onnx")
+            import onnx
+
+            model = onnx.load(str(target))  # a real ONNX graph, not an error page
+            assert model.graph.input[0].name == "input"
+
+            page.get_by_role("link", name="Runs", exact=True).click()
+            expect(page.get_by_role("button", name="Delete")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("Experiment", exact=True)).to_be_visible(timeout=30_000)
+            settle(page)
+            expect(page.get_by_text("✓ done: 3")).to_be_visible()  # the queue summary: three runs done
+            if not live_shot:
+                page.screenshot(path=str(SHOTS / "runs.png"))
+        finally:
+            browser.close()
