@@ -112,7 +112,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--write", help="write a section into this Markdown file")
     args = ap.parse_args()
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    from bench_util import cpu_model
+
+    cpu = cpu_model()
     machine = f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
     out = [f"Machine: {machine}. Best of {args.repeats} interleaved repeats.", ""]
     for name, cfg in SETUPS.items():

@@ -28,19 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_util import write_section  # noqa: E402
+from bench_util import cpu_model, write_section  # noqa: E402
 
 MEASURE_OFF = {k: False for k in ("energy", "pt2", "onnx", "int8", "latency", "card", "budgets")}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def spec(epochs: int, seeds: list[int], temperatures: list[float]) -> dict:

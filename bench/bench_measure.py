@@ -31,14 +31,10 @@ OFF = {"latency": False, "energy": False, "onnx": False, "int8": False, "pt2": F
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_util import cpu_model
+
+    cpu = cpu_model()
     import torch
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

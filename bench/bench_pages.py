@@ -26,20 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from bench_util import cpu_model  # noqa: E402
 
 PAGES = ["pages/home.py", "pages/new_experiment.py", "pages/runs.py", "pages/run_detail.py", "pages/settings.py",
          "pages/compare.py", "pages/learn.py"]
 TARGET_S = 2.0
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fill_store(home: Path, n_runs: int) -> dict:

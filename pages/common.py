@@ -15,6 +15,7 @@ import streamlit as st
 
 from distill_core.errors import ConfigError, DistillError
 from distill_core.registry import Param, coerce_knobs
+from distill_core.measure.report import human_bytes, human_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,24 +217,8 @@ def submit(spec: dict, force: bool = False) -> tuple[int, list[int]]:
 # ------------------------------------------------------------------------------- formatting
 
 
-def fmt_bytes(n) -> str:
-    if n is None or n != n:
-        return "unavailable"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def fmt_count(n) -> str:
-    if n is None or n != n:
-        return "unavailable"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n):,}"
+fmt_bytes = human_bytes  # one formatter for the CLI and the pages
+fmt_count = human_count
 
 
 def fmt_pct(x, digits: int = 1) -> str:
@@ -302,10 +287,28 @@ def detail_link(run_id: int, label: str | None = None) -> None:
 
 
 def page_style() -> None:
-    """The lab's small stylesheet (assets/style.css)."""
+    """The lab's small stylesheet (assets/style.css); every page calls this first."""
+    _through_app_navigation()
     css = ASSETS / "style.css"
     if css.is_file():
         st.html(f"<style>{css.read_text()}</style>")
+
+
+def _through_app_navigation() -> None:
+    """Make a deep link on a freshly started server run through app.py's navigation.
+
+    Streamlit treats an app with a `pages/` folder as an old-style multipage app until the
+    entry point's `st.navigation` has run once in the process; until then a first visit to
+    e.g. /compare runs pages/compare.py alone (no app navigation, wrong layout). Switching
+    that mode off and rerunning sends the visit through app.py, which picks the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    first_run = not st.session_state.get("_lab_seen")  # a rerun later would drop a click
+    st.session_state["_lab_seen"] = True
+    if first_run and PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 # ------------------------------------------------------------------------------- forms from Params

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Screenshots go to the test's temporary folder; DISTILL_SCREENSHOTS=1 refreshes the README's.
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -152,6 +153,9 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
     exe = need_browser()
     from playwright.sync_api import expect, sync_playwright
 
+    global SHOTS
+    if os.environ.get("DISTILL_SCREENSHOTS") != "1":
+        SHOTS = tmp_path / "screenshots"
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
@@ -209,5 +213,44 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             expect(page.get_by_text("✓ done: 3")).to_be_visible()  # the queue summary: three runs done
             if not live_shot:
                 page.screenshot(path=str(SHOTS / "runs.png"))
+
+            # Compare: the three runs on the trade-off plots, with the frontier
+            page.get_by_role("link", name="Compare", exact=True).click()
+            expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=30_000)
+            settle(page)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.js-plotly-plot')]"
+                ".filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 50).length >= 4", timeout=30_000)
+            expect(page.get_by_text("Pareto frontier").first).to_be_attached()
+            expect(page.get_by_text("unavailable: 0")).to_have_count(0)
+            page.screenshot(path=str(SHOTS / "compare.png"), full_page=False)
+
+            # Learn: the temperature explorer on the demo's teacher
+            page.get_by_role("link", name="Learn", exact=True).click()
+            expect(page.get_by_role("heading", name="Learn")).to_be_visible(timeout=30_000)
+            settle(page)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.js-plotly-plot')].some(e => e.offsetParent !== null)", timeout=30_000)
+            page.screenshot(path=str(SHOTS / "learn.png"))
+            assert not page.get_by_test_id("stException").count(), "a page raised"
+        finally:
+            browser.close()
+
+
+def test_deep_link_on_a_fresh_server_goes_through_the_app_navigation(app_server):
+    """The first visit after start-up is a link to /compare: it gets the app's navigation and
+    page, not Streamlit's list of the files in pages/."""
+    exe = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.goto(f"{app_server['url']}/compare")
+            expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=30_000)
+            nav = page.get_by_test_id("stSidebarNav")
+            expect(nav.get_by_text("New experiment")).to_be_visible(timeout=30_000)
+            expect(nav.get_by_text("common")).to_have_count(0)
         finally:
             browser.close()

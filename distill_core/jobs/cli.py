@@ -197,8 +197,13 @@ def cmd_results(args) -> int:
         return 2
     import pandas as pd
 
+    shown = frame[cols].copy()
+    for c in shown.columns:  # whole numbers (params, bytes) print as integers, not 1.956e+04
+        v = shown[c]
+        if v.dtype.kind == "f" and v.notna().any() and (v.dropna() % 1 == 0).all() and v.abs().max() >= 1000:
+            shown[c] = v.astype("Int64")
     with pd.option_context("display.width", 200, "display.max_colwidth", 48, "display.float_format", "{:.4g}".format):
-        print(frame[cols].to_string(index=False))
+        print(shown.to_string(index=False))
     return 0
 
 

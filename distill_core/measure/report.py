@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 
+def _missing(n) -> bool:
+    return n is None or n != n  # None or NaN (a pandas frame's missing figure)
+
+
 def human_bytes(n) -> str:
-    if n is None:
+    if _missing(n):
         return "unavailable"
+    n = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -13,12 +18,12 @@ def human_bytes(n) -> str:
 
 
 def human_count(n) -> str:
-    if n is None:
+    if _missing(n):
         return "unavailable"
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
+        if abs(n) >= scale:
             return f"{n / scale:.2f} {unit}"
-    return f"{n:,}"
+    return f"{int(n):,}"
 
 
 def _ms(t: dict | None) -> str:
