@@ -166,19 +166,6 @@ def data_info(name: str, knobs: dict | None = None) -> dict:
 # ------------------------------------------------------------------------------- predictions
 
 
-def soften(logits, temperature: float) -> np.ndarray:
-    """softmax(logits / T), row by row (T > 0)."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def entropy(p) -> np.ndarray:
-    p = np.asarray(p, dtype=np.float64)
-    return -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=-1)
-
-
 def _weights_of(folder: Path) -> Path | None:
     w = folder / "weights.safetensors"
     return w if w.is_file() else None
@@ -191,8 +178,10 @@ def teacher_weights(config: dict, home: str | Path) -> Path | None:
     teacher = config.get("teacher")
     if not teacher:
         return None
+    from .engine.runner import cache_key
+
     home = Path(home)
-    keys = {run_hash(teacher), run_hash({k: v for k, v in teacher.items() if k != "measure"})}
+    keys = {run_hash(teacher), cache_key(teacher)}
     for h in keys:
         for folder in (home / "teachers" / h, home / "runs" / h):
             w = _weights_of(folder)
@@ -209,22 +198,19 @@ def sample_logits(config: dict, home: str | Path, n: int = 8, seed: int = 0, spl
     inputs, labels, class names, "student" logits, and "teacher" logits or None with
     "teacher_reason". Raises FileNotFoundError when the run's own weights are gone.
     """
+    from .analysis import load_run_model
     from .config import run_hash
-    from .data import load_dataset
     from .engine.evaluate import predict_logits
-    from .models import build_model, load_weights
 
     home = Path(home)
-    ds = dict(config["dataset"])
-    data = load_dataset(ds.pop("name"), **ds)
+    w = Path(weights) if weights else _weights_of(home / "runs" / run_hash(config))
+    if w is None or not w.is_file():
+        raise FileNotFoundError(f"the run's weights are not in {home / 'runs' / run_hash(config)} (deleted?)")
+    model, data = load_run_model(config, w)
     x, y = data.split(split)
     idx = np.random.default_rng(seed).choice(len(y), size=min(n, len(y)), replace=False)
     xs = x[torch.as_tensor(idx)]
     info = data.info
-    w = Path(weights) if weights else _weights_of(home / "runs" / run_hash(config))
-    if w is None or not w.is_file():
-        raise FileNotFoundError(f"the run's weights are not in {home / 'runs' / run_hash(config)} (deleted?)")
-    model = load_weights(build_model(config["model"], info.input_shape, info.num_classes), w)
     out = {"x": xs.numpy(), "y": y[torch.as_tensor(idx)].numpy(), "index": idx.tolist(), "kind": info.kind,
            "input_shape": list(info.input_shape), "class_names": list(info.class_names),
            "student": predict_logits(model, xs).numpy(), "teacher": None, "teacher_reason": None}
@@ -233,7 +219,7 @@ def sample_logits(config: dict, home: str | Path, n: int = 8, seed: int = 0, spl
         if tw is None:
             out["teacher_reason"] = "the teacher's weights are no longer stored (its run or cache entry was deleted)"
         else:
-            teacher = load_weights(build_model(config["teacher"]["model"], info.input_shape, info.num_classes), tw)
+            teacher, _ = load_run_model(config["teacher"], tw)
             out["teacher"] = predict_logits(teacher, xs).numpy()
     else:
         out["teacher_reason"] = "this run is the teacher itself"

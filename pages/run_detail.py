@@ -13,7 +13,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from distill_core.errors import DistillError
-from distill_core.report import curves_from_events, entropy, progress_fraction, progress_text, soften
+from distill_core.analysis import entropy, soften
+from distill_core.report import curves_from_events, progress_fraction, progress_text
 from pages import common as c
 
 c.page_style()
@@ -246,8 +247,8 @@ with tabs[3]:
         c.unavailable("Predictions", str(exc))
     if got is not None:
         names = got["class_names"]
-        ps = soften(got["student"], temperature)
-        pt = soften(got["teacher"], temperature) if got["teacher"] is not None else None
+        ps = soften(got["student"], temperature).numpy()
+        pt = soften(got["teacher"], temperature).numpy() if got["teacher"] is not None else None
         if pt is None:
             st.caption(f"Teacher: unavailable: {got['teacher_reason']}")
         else:
@@ -276,7 +277,7 @@ with tabs[3]:
                 fig.add_trace(go.Bar(x=names, y=ps[i], name="this model", marker_color="#3b6ea5"), 1, 2)
                 fig.update_yaxes(range=[0, 1], row=1, col=2)
                 fig.update_xaxes(type="category", row=1, col=2)
-                title = f"true {truth} · predicted {pred} · entropy {entropy(ps[i]):.2f} nats"
+                title = f"true {truth} · predicted {pred} · entropy {entropy(ps[i]).item():.2f} bits"
                 fig.update_layout(title=dict(text=title, font=dict(size=13)), height=230, barmode="group", showlegend=False,
                                   margin=dict(l=5, r=5, t=35, b=5))
                 c.plot(fig, key=f"sample_{i}")

@@ -397,17 +397,6 @@ def test_switching_the_home_folder(empty, tmp_path):
 # ------------------------------------------------------------------------------- report helpers
 
 
-def test_soften_and_entropy():
-    from distill_core.report import entropy, soften
-
-    z = np.array([[4.0, 1.0, 0.0]])
-    p1, p10 = soften(z, 1.0), soften(z, 10.0)
-    assert np.allclose(p1.sum(1), 1) and np.allclose(p10.sum(1), 1)
-    assert p1[0].argmax() == p10[0].argmax() == 0
-    assert entropy(p10)[0] > entropy(p1)[0]  # a higher temperature spreads the probability out
-    assert np.allclose(soften(z, 1.0), np.exp(z) / np.exp(z).sum())
-
-
 def test_progress_helpers():
     from distill_core.report import curves_from_events, progress_fraction
 
