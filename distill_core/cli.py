@@ -56,18 +56,27 @@ def cmd_presets(args):
 
 
 # ---------------------------------------------------------------- run
+def parse_named(text: str, key: str) -> dict:
+    """'mlp:hidden=64-64' -> {key: 'mlp', 'hidden': '64-64'}; JSON objects are accepted too."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise DistillError(f"{text!r}: not valid JSON ({exc})") from None
+    name, _, rest = text.partition(":")
+    out = {key: name}
+    for part in filter(None, rest.split(",")):
+        k, eq, v = part.partition("=")
+        if not eq:
+            raise DistillError(f"{text!r}: expected key=value, got {part!r}")
+        out[k.strip()] = v.strip()
+    return out
+
+
 def parse_model_flag(text: str):
     """'mlp:hidden=64-64,dropout=0.1' -> {'arch': 'mlp', 'hidden': '64-64', ...}; a bare name stays a name."""
-    if ":" not in text:
-        return text
-    arch, _, rest = text.partition(":")
-    spec = {"arch": arch}
-    for part in filter(None, rest.split(",")):
-        key, eq, value = part.partition("=")
-        if not eq:
-            raise DistillError(f"model {text!r}: expected key=value, got {part!r}")
-        spec[key.strip()] = value.strip()
-    return spec
+    return parse_named(text, "arch") if ":" in text or text.strip().startswith("{") else text
 
 
 def spec_from_args(args) -> tuple[ExperimentSpec, list]:

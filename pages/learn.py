@@ -216,13 +216,11 @@ def section_loss(out: dict, teacher: dict, frame: pd.DataFrame) -> None:
         "- **α** shares the weight between them.\n"
         "- **T²**: softening by T shrinks the soft term's gradients by about 1/T² (Hinton et al. 2015, section 2); "
         "multiplying by T² keeps its weight the same whatever T you pick, so α means the same at every T.")
-    keys = {teacher["hash"]}
-    try:
-        from distill_core.config import run_hash
+    from distill_core.config import run_hash
 
+    keys = {teacher["hash"]}  # its cache key, and its run hash (what students record)
+    if teacher.get("config"):
         keys.add(run_hash(teacher["config"]))
-    except Exception:
-        pass
     students = frame[(frame["role"] == "student") & frame["teacher_hash"].isin(keys)] if len(frame) else frame
     options = {int(r["run_id"]): r["label"] for _, r in students.iterrows()}
     c1, c2, c3, c4 = st.columns([2, 1, 1, 1])

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli import parse_named
 from ..errors import ConfigError
 
 
@@ -22,24 +23,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--no-export", action="store_true", help="skip ONNX, int8 and .pt2 (size, FLOPs and PyTorch latency only)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_measure)
-
-
-def _parse_named(text: str, key: str) -> dict:
-    """'mlp:hidden=64-64' -> {key: 'mlp', 'hidden': '64-64'}; JSON objects are accepted too."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{text!r}: not valid JSON ({exc})") from None
-    name, _, rest = text.partition(":")
-    out = {key: name}
-    for part in filter(None, rest.split(",")):
-        k, eq, v = part.partition("=")
-        if not eq:
-            raise ConfigError(f"{text!r}: expected key=value, got {part!r}")
-        out[k.strip()] = v.strip()
-    return out
 
 
 def resolve_target(target: str, home: Path) -> tuple[Path | None, Path | None]:
@@ -85,9 +68,9 @@ def measure_target(target: str, home=None, arch: str | None = None, dataset: str
             raise ConfigError(f"{weights}: a weight file needs --arch and --dataset (which model, which data)")
         config = {"role": "measured", "method": {"name": "unknown"}, "seed": None}
     if arch:
-        config["model"] = normalise_spec(_parse_named(arch, "arch") if ":" in arch or arch.startswith("{") else arch)
+        config["model"] = normalise_spec(parse_named(arch, "arch") if ":" in arch or arch.startswith("{") else arch)
     if dataset:
-        d = _parse_named(dataset, "name")
+        d = parse_named(dataset, "name")
         config["dataset"] = {"name": d["name"], **dataset_knobs(d["name"], {k: v for k, v in d.items() if k != "name"})}
     data = load_data(config["dataset"])
     model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
