@@ -20,7 +20,7 @@ from distill_core.measure.report import human_bytes, human_count
 ROOT = Path(__file__).resolve().parents[1]
 
 ASSETS = ROOT / "assets"
-PAGES = {  # page file -> url path; app.py registers them, pages link with these
+PAGES = {  # short name -> page file, for st.page_link and st.switch_page (app.py registers them)
     "home": "pages/home.py",
     "new": "pages/new_experiment.py",
     "runs": "pages/runs.py",

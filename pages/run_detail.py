@@ -1,7 +1,7 @@
 """Run detail: one run in full. Curves, errors, calibration, the teacher's and the student's
 softened predictions on real samples, every measurement, budgets, and every file to take away.
 
-The run is chosen by the `run` query parameter (…/run?run=12), so a link opens it directly.
+The run is chosen by the `run` query parameter (…/run_detail?run=12), so a link opens it directly.
 """
 from functools import partial
 from pathlib import Path

@@ -173,7 +173,7 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             page.screenshot(path=str(SHOTS / "home.png"))
 
             link.click()
-            page.wait_for_url("**/run?run=*", timeout=30_000)
+            page.wait_for_url("**/run_detail?run=*", timeout=30_000)
             expect(page.get_by_role("heading", name="kd T=4")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("test accuracy")).to_be_visible()
             settle(page)
@@ -238,8 +238,8 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
 
 
 def test_deep_link_on_a_fresh_server_goes_through_the_app_navigation(app_server):
-    """The first visit after start-up is a link to /compare: it gets the app's navigation and
-    page, not Streamlit's list of the files in pages/."""
+    """The first visit after start-up is a link to a page: it gets the app's navigation and
+    that page, not Streamlit's list of the files in pages/ nor a "page not found"."""
     exe = need_browser()
     from playwright.sync_api import expect, sync_playwright
 
@@ -247,10 +247,12 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app_navigation(app_server)
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(f"{app_server['url']}/compare")
-            expect(page.get_by_role("heading", name="Compare")).to_be_visible(timeout=30_000)
+            page.goto(f"{app_server['url']}/new_experiment")
+            expect(page.get_by_role("heading", name="New experiment")).to_be_visible(timeout=30_000)
             nav = page.get_by_test_id("stSidebarNav")
-            expect(nav.get_by_text("New experiment")).to_be_visible(timeout=30_000)
+            expect(nav.get_by_text("Compare")).to_be_visible(timeout=30_000)
             expect(nav.get_by_text("common")).to_have_count(0)
+            settle(page)
+            expect(page.get_by_text("Page not found")).to_have_count(0)
         finally:
             browser.close()
