@@ -164,7 +164,8 @@ with tabs[0]:
     if train.get("history"):
         c.plot(c.curves_figure(history=train["history"]), key="curves")
         st.caption(f"{len(train['history'])} epochs in {c.fmt_seconds(train.get('seconds'))} on {train.get('device')} "
-                   f"({train.get('threads')} thread(s)); weights of epoch {train.get('best_epoch')} kept"
+                   f"({train.get('threads')} thread(s)); weights of epoch {train.get('kept_epoch') or len(train['history'])} kept; "
+                   f"best validation accuracy at epoch {train.get('best_epoch')}"
                    + (" (stopped early)" if train.get("stopped_early") else "")
                    + (" · teacher reused from the cache" if result.get("teacher_cached") else ""))
     else:

@@ -133,6 +133,16 @@ def test_progress_events_and_early_stopping(home):
     assert all({"phase", "epoch", "step", "losses", "val_accuracy", "elapsed"} <= set(e) for e in ends)
     assert res.stopped_early and len(res.history) < 40
     assert res.best_val_accuracy == max(h["val_accuracy"] for h in res.history)
+    assert res.kept_epoch == res.best_epoch  # early stopping keeps the best epoch's weights
+    assert _val(model, data) == res.best_val_accuracy
+    plain = train_model(runner._build(runs[0], data, 0), data, train_settings({**TINY, "epochs": 4}), make_method("scratch"))
+    assert plain.kept_epoch == 4  # without early stopping the model ends with the last epoch's weights
+
+
+def _val(model, data):
+    from distill_core.engine.train import _val_accuracy
+
+    return _val_accuracy(model, data.x_val, data.y_val)
 
 
 def test_metrics_against_hand_computation():

@@ -46,8 +46,9 @@ def train_settings(given: dict | None = None) -> dict:
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)  # one row per epoch
-    best_epoch: int = 0
+    best_epoch: int = 0  # the epoch with the best validation accuracy
     best_val_accuracy: float = 0.0
+    kept_epoch: int = 0  # whose weights the model ends with: the best one with early stopping, else the last
     seconds: float = 0.0
     steps: int = 0
     device: str = "cpu"
@@ -183,8 +184,10 @@ def train_model(
             if s["patience"] and since_best >= s["patience"]:
                 result.stopped_early = True
                 break
+    result.kept_epoch = len(result.history)
     if best_state is not None:
         model.load_state_dict(best_state)
+        result.kept_epoch = result.best_epoch
     model.eval()
     result.best_val_accuracy = best_acc
     result.seconds = time.perf_counter() - start
