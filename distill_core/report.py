@@ -198,7 +198,7 @@ def sample_logits(config: dict, home: str | Path, n: int = 8, seed: int = 0, spl
     inputs, labels, class names, "student" logits, and "teacher" logits or None with
     "teacher_reason". Raises FileNotFoundError when the run's own weights are gone.
     """
-    from .analysis import load_run_model
+    from .teaching import load_run_model
     from .config import run_hash
     from .engine.evaluate import predict_logits
 

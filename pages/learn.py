@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from distill_core import analysis as A
+from distill_core import teaching
 from distill_core.errors import DistillError
 from distill_core.presets import PRESETS
 from pages import common as C
@@ -35,7 +35,7 @@ def teacher_outputs(home: str, teacher_hash: str, config: dict) -> dict | None:
     """A cached teacher's test logits with the test inputs and labels (no model is run)."""
     from distill_core.engine.runner import load_data
 
-    logits = A.teacher_logits(home, teacher_hash)
+    logits = teaching.teacher_logits(home, teacher_hash)
     if logits is None:
         return None
     data = load_data(config["dataset"])
@@ -45,12 +45,12 @@ def teacher_outputs(home: str, teacher_hash: str, config: dict) -> dict | None:
 
 @st.cache_data(show_spinner="Running the saved model on the test set…", max_entries=32)
 def run_logits(home: str, run_hash: str, config: dict, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    return A.test_logits(config, A.run_weights(home, config), limit)
+    return teaching.test_logits(config, teaching.run_weights(home, config), limit)
 
 
 @st.cache_data(show_spinner="Drawing the decision boundary…", max_entries=16)
 def surface(home: str, run_hash: str, config: dict, steps: int) -> dict:
-    return A.decision_surface(config, A.run_weights(home, config), steps)
+    return teaching.decision_surface(config, teaching.run_weights(home, config), steps)
 
 
 def experiments_named(name: str) -> list[dict]:
@@ -144,8 +144,8 @@ def section_temperature(out: dict, teacher_label: str) -> None:
         st.caption(f"true class: **{out['classes'][out['y'][i]]}**")
         T = st.slider("Temperature T", 0.5, 30.0, 4.0, 0.5, key="learn-T")
     z = out["logits"][i]
-    p, p1 = A.soften(z, T).numpy(), A.soften(z, 1.0).numpy()
-    h, hmax = A.entropy(p).item(), math.log2(len(p))
+    p, p1 = teaching.soften(z, T).numpy(), teaching.soften(z, 1.0).numpy()
+    h, hmax = teaching.entropy(p).item(), math.log2(len(p))
     with c2:
         fig = go.Figure()
         fig.add_trace(go.Bar(x=out["classes"], y=p, name=f"T = {T:g}", marker_color="#1f77b4"))
@@ -160,9 +160,9 @@ def section_temperature(out: dict, teacher_label: str) -> None:
     if temps:
         temps = sorted(temps)
         fig = make_subplots(rows=1, cols=len(temps), shared_yaxes=True,
-                            subplot_titles=[f"T = {t:g} · H = {A.entropy(A.soften(z, t)).item():.2f} bits" for t in temps])
+                            subplot_titles=[f"T = {t:g} · H = {teaching.entropy(teaching.soften(z, t)).item():.2f} bits" for t in temps])
         for k, t in enumerate(temps):
-            fig.add_trace(go.Bar(x=out["classes"], y=A.soften(z, t).numpy(), marker_color="#1f77b4", showlegend=False),
+            fig.add_trace(go.Bar(x=out["classes"], y=teaching.soften(z, t).numpy(), marker_color="#1f77b4", showlegend=False),
                           row=1, col=k + 1)
         fig.update_xaxes(type="category")
         fig.update_layout(height=260, margin=dict(l=10, r=10, t=40, b=10))
@@ -181,7 +181,7 @@ def section_dark(out: dict) -> None:
     T = c1.slider("Temperature", 0.5, 30.0, 4.0, 0.5, key="learn-dark-T")
     hide = c2.toggle("Hide the diagonal", value=True, key="learn-dark-diag",
                      help="the diagonal dwarfs the rest; hiding it shows the similarities")
-    m = A.dark_knowledge(out["logits"], out["y"], T, len(out["classes"]))
+    m = teaching.dark_knowledge(out["logits"], out["y"], T, len(out["classes"]))
     shown = m.copy()
     if hide:
         np.fill_diagonal(shown, np.nan)
@@ -239,7 +239,7 @@ def section_loss(out: dict, teacher: dict, frame: pd.DataFrame) -> None:
         run = C.get_run(pick)
         s_logits, _ = run_logits(str(C.home()), run["hash"], run["config"], n)
         who = f"run #{pick}, {options[pick]}"
-    parts = A.kd_anatomy(s_logits, t_logits, y, T, alpha)
+    parts = teaching.kd_anatomy(s_logits, t_logits, y, T, alpha)
     st.caption(f"On the first {n} test samples, with {who}:")
     m = st.columns(5)
     m[0].metric("KL at T (no T²)", f"{parts['kl']:.4f}")
@@ -248,7 +248,7 @@ def section_loss(out: dict, teacher: dict, frame: pd.DataFrame) -> None:
     m[3].metric("α·soft + (1−α)·hard", f"{parts['total']:.4f}")
     m[4].metric("share of soft", f"{parts['weighted_soft'] / parts['total']:.0%}" if parts["total"] > 0 else "—")
     temps = np.geomspace(0.5, 30, 40)
-    sweep = [A.kd_anatomy(s_logits, t_logits, y, t, alpha) for t in temps]
+    sweep = [teaching.kd_anatomy(s_logits, t_logits, y, t, alpha) for t in temps]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("the soft term against T", f"what each term adds at α = {alpha:g}"))
     fig.add_trace(go.Scatter(x=temps, y=[p["kl"] for p in sweep], name="KL alone", line=dict(dash="dot")), 1, 1)
     fig.add_trace(go.Scatter(x=temps, y=[p["soft"] for p in sweep], name="T²·KL"), 1, 1)
@@ -419,7 +419,7 @@ def draw_omitted(exp_id: int, runs: list[dict]) -> None:
     for name in ("distilled", "scratch"):
         if name in got:
             z, y = run_logits(home, got[name]["hash"], got[name]["config"])
-            curves[name] = A.class_bias_sweep(z, y, int(k), biases)
+            curves[name] = teaching.class_bias_sweep(z, y, int(k), biases)
     t = got.get("teacher")
     t_class = None
     if t is not None:
@@ -429,7 +429,7 @@ def draw_omitted(exp_id: int, runs: list[dict]) -> None:
     cols = st.columns(len(curves) + 1)
     for i, (name, c) in enumerate(curves.items()):
         z, y = run_logits(home, got[name]["hash"], got[name]["config"])
-        now = A.class_bias_sweep(z, y, int(k), [bias]).iloc[0]
+        now = teaching.class_bias_sweep(z, y, int(k), [bias]).iloc[0]
         base = c.iloc[0]
         cols[i].metric(f"{name}: accuracy on class {k}", f"{now['class_accuracy']:.1%}",
                        delta=f"{now['class_accuracy'] - base['class_accuracy']:+.1%} from the bias" if bias else None)

@@ -13,7 +13,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from distill_core.errors import DistillError
-from distill_core.analysis import entropy, soften
+from distill_core.teaching import entropy, soften
 from distill_core.report import curves_from_events, progress_fraction, progress_text
 from pages import common as c
 

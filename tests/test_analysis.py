@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from distill_core import analysis as A
+from distill_core import teaching
 
 
 # -- Pareto ---------------------------------------------------------------------------------------
@@ -204,22 +205,22 @@ def test_carbon_intensity_offline():
 
 def test_soften_and_entropy():
     z = torch.tensor([[4.0, 1.0, 0.0]])
-    p1, p10 = A.soften(z, 1.0), A.soften(z, 10.0)
+    p1, p10 = teaching.soften(z, 1.0), teaching.soften(z, 10.0)
     assert p1.sum().item() == pytest.approx(1.0) and p10.sum().item() == pytest.approx(1.0)
-    assert A.entropy(p10).item() > A.entropy(p1).item()  # softer = higher entropy
-    assert A.entropy(A.soften(z, 1e4)).item() == pytest.approx(math.log2(3), rel=1e-3)  # uniform in the limit
-    assert A.entropy(torch.tensor([1.0, 0.0, 0.0])).item() == 0.0
-    assert A.soften(z, 1.0).argmax().item() == A.soften(z, 50.0).argmax().item()  # the ranking is kept
+    assert teaching.entropy(p10).item() > teaching.entropy(p1).item()  # softer = higher entropy
+    assert teaching.entropy(teaching.soften(z, 1e4)).item() == pytest.approx(math.log2(3), rel=1e-3)  # uniform in the limit
+    assert teaching.entropy(torch.tensor([1.0, 0.0, 0.0])).item() == 0.0
+    assert teaching.soften(z, 1.0).argmax().item() == teaching.soften(z, 50.0).argmax().item()  # the ranking is kept
     with pytest.raises(Exception, match="temperature"):
-        A.soften(z, 0)
+        teaching.soften(z, 0)
 
 
 def test_dark_knowledge_rows():
     logits = torch.tensor([[5.0, 2.0, 0.0], [4.0, 3.0, 0.0], [0.0, 1.0, 6.0]])
     y = torch.tensor([0, 0, 2])
-    m = A.dark_knowledge(logits, y, 2.0, 3)
+    m = teaching.dark_knowledge(logits, y, 2.0, 3)
     assert m.shape == (3, 3)
-    assert np.allclose(m[0], A.soften(logits[:2], 2.0).mean(0).numpy())
+    assert np.allclose(m[0], teaching.soften(logits[:2], 2.0).mean(0).numpy())
     assert np.isnan(m[1]).all()  # no sample of class 1
     assert np.allclose(np.nansum(m, 1)[[0, 2]], 1.0)
 
@@ -229,7 +230,7 @@ def test_kd_anatomy_matches_formula():
     s, t = torch.randn(8, 4), torch.randn(8, 4)
     y = torch.randint(0, 4, (8,))
     T, a = 3.0, 0.7
-    parts = A.kd_anatomy(s, t, y, T, a)
+    parts = teaching.kd_anatomy(s, t, y, T, a)
     p_t, log_p_s = torch.softmax(t / T, 1), torch.log_softmax(s / T, 1)
     kl = (p_t * (p_t.log() - log_p_s)).sum(1).mean().item()
     ce = torch.nn.functional.cross_entropy(s, y).item()
@@ -243,15 +244,15 @@ def test_class_bias_sweep_recovers_class():
     # class 2 is always second best by 1.0: a bias above 1 flips it to first
     y = torch.tensor([2, 2, 0, 1])
     z = torch.tensor([[2.0, 0.0, 1.0], [0.0, 2.0, 1.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-    sweep = A.class_bias_sweep(z, y, 2, [0.0, 1.5, 5.0])
+    sweep = teaching.class_bias_sweep(z, y, 2, [0.0, 1.5, 5.0])
     assert sweep["class_accuracy"].tolist() == [0.0, 1.0, 1.0]
     assert sweep["accuracy"].tolist() == [0.5, 1.0, 0.5]
     with pytest.raises(Exception, match="outside"):
-        A.class_bias_sweep(z, y, 3, [0.0])
+        teaching.class_bias_sweep(z, y, 3, [0.0])
 
 
 def test_grid_points():
-    xs, ys, pts = A.grid_points(np.array([[0.0, 0.0], [1.0, 2.0]]), steps=5)
+    xs, ys, pts = teaching.grid_points(np.array([[0.0, 0.0], [1.0, 2.0]]), steps=5)
     assert len(xs) == 5 and pts.shape == (25, 2) and xs[0] < 0 and ys[-1] > 2
     with pytest.raises(Exception, match="2-D"):
-        A.grid_points(np.zeros((3, 3)))
+        teaching.grid_points(np.zeros((3, 3)))

@@ -19,6 +19,7 @@ if str(ROOT) not in sys.path:  # the pages import `pages.common`
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from distill_core import analysis as A  # noqa: E402
+from distill_core import teaching  # noqa: E402
 
 TEACHER = {"arch": "mlp", "hidden": [64]}
 OMIT = 3
@@ -202,14 +203,14 @@ def test_learn_widgets_on_real_runs(lab):
     from distill_core.jobs import Store
 
     teacher = [t for t in Store(lab).teachers() if t["dataset"] == "digits"][0]
-    logits = A.teacher_logits(lab, teacher["hash"])["test"].numpy()
+    logits = teaching.teacher_logits(lab, teacher["hash"])["test"].numpy()
     at.number_input(key="learn-sample").set_value(5).run()
     at.slider(key="learn-T").set_value(8.0).run()
     no_exceptions(at)
     soft = figure(at, "learn-soft")
     bars = arr(soft["data"][0]["y"])
-    assert bars == pytest.approx(A.soften(logits[5], 8.0).numpy(), abs=1e-6)
-    assert f"entropy {A.entropy(A.soften(logits[5], 8.0)).item():.2f} bits" in soft["layout"]["title"]["text"]
+    assert bars == pytest.approx(teaching.soften(logits[5], 8.0).numpy(), abs=1e-6)
+    assert f"entropy {teaching.entropy(teaching.soften(logits[5], 8.0)).item():.2f} bits" in soft["layout"]["title"]["text"]
 
     dark = figure(at, "learn-dark")
     z = np.array(arr(dark["data"][0]["z"]), dtype=float)
@@ -218,7 +219,7 @@ def test_learn_widgets_on_real_runs(lab):
     from distill_core.engine.runner import load_data
 
     y = load_data(teacher["config"]["dataset"]).y_test.numpy()
-    want = A.dark_knowledge(logits, y, 4.0, 10)
+    want = teaching.dark_knowledge(logits, y, 4.0, 10)
     off = ~np.eye(10, dtype=bool)
     assert z[off] == pytest.approx(want[off], abs=1e-6)
 
@@ -226,8 +227,8 @@ def test_learn_widgets_on_real_runs(lab):
     at.select_slider(key="learn-loss-batch").set_value(64).run()
     pick = at.selectbox(key="learn-loss-student").value
     run = Store(lab).get_run(pick)
-    s_logits, yy = A.test_logits(run["config"], A.run_weights(lab, run["config"]), 64)
-    parts = A.kd_anatomy(s_logits, logits[:64], yy, 4.0, 0.9)
+    s_logits, yy = teaching.test_logits(run["config"], teaching.run_weights(lab, run["config"]), 64)
+    parts = teaching.kd_anatomy(s_logits, logits[:64], yy, 4.0, 0.9)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["soft = T²·KL"] == f"{parts['soft']:.4f}"
     assert metrics["hard = CE"] == f"{parts['hard']:.4f}"

@@ -23,7 +23,6 @@ with backoff while another process holds it, so many submitters never see "datab
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil

@@ -1,0 +1,178 @@
+"""The Learn page's figures: plain functions of logits, and of saved models by inference only.
+
+    soften, entropy          a teacher's softmax at temperature T and its entropy
+    dark_knowledge           the teacher's mean softened prediction per true class
+    kd_anatomy               the KD loss's soft and hard terms on a batch
+    class_bias_sweep         accuracy as a bias is added to one class's logit (omitted class)
+    grid_points, decision_surface   a 2-D model's class probabilities on a grid
+    load_run_model, run_weights, test_logits, teacher_logits   what a finished run saved
+
+Nothing here trains and nothing imports streamlit.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import ConfigError
+
+# -- teaching: temperature, entropy, dark knowledge, the KD loss ----------------------------------------------
+
+
+def soften(logits, temperature: float) -> torch.Tensor:
+    """softmax(z / T): T = 1 is the usual softmax, larger T spreads probability over the
+    classes the teacher finds similar (Hinton et al. 2015, eq. 1)."""
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    return torch.softmax(z / float(temperature), dim=-1)
+
+
+def entropy(probs, base: float = 2.0) -> torch.Tensor:
+    """Shannon entropy along the last axis (bits by default); 0 log 0 counts as 0."""
+    p = torch.as_tensor(probs, dtype=torch.float64)
+    h = -(p * torch.where(p > 0, p.log(), torch.zeros_like(p))).sum(-1)
+    return h / math.log(base)
+
+
+def dark_knowledge(logits, targets, temperature: float, num_classes: int | None = None) -> np.ndarray:
+    """K x K matrix: row i is the teacher's mean softened prediction over the samples whose
+    true class is i. Off-diagonal mass shows which classes the teacher thinks alike. A class
+    with no sample gives a row of NaN."""
+    p = soften(logits, temperature)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    k = num_classes or p.shape[1]
+    out = np.full((k, p.shape[1]), np.nan)
+    for c in range(k):
+        m = y == c
+        if m.any():
+            out[c] = p[m].mean(0).numpy()
+    return out
+
+
+def kd_anatomy(student_logits, teacher_logits, targets, temperature: float, alpha: float) -> dict:
+    """The KD loss on one batch, term by term (distill_core.methods.kd.kd_loss):
+    kl (the soft term without T^2), soft (= T^2 * kl), hard (cross-entropy with the labels),
+    weighted_soft (alpha * soft), weighted_hard ((1 - alpha) * hard) and total."""
+    from .methods.kd import kd_loss
+    from .methods.base import soft_kl
+
+    s = torch.as_tensor(student_logits, dtype=torch.float32)
+    t = torch.as_tensor(teacher_logits, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    with torch.no_grad():
+        total, soft, hard = kd_loss(s, t, y, float(temperature), float(alpha))
+        kl = soft_kl(s, t, float(temperature))
+    return {"kl": kl.item(), "soft": soft.item(), "hard": hard.item(), "weighted_soft": alpha * soft.item(),
+            "weighted_hard": (1 - alpha) * hard.item(), "total": total.item(), "temperature": float(temperature),
+            "alpha": float(alpha), "batch": len(y)}
+
+
+def class_bias_sweep(logits, targets, cls: int, biases) -> pd.DataFrame:
+    """Accuracy as a bias is added to one class's logit at inference (Hinton et al. 2015,
+    section 3: a student that never saw class `cls` during distillation recovers it when that
+    class's bias is raised). Columns: bias, class_accuracy, accuracy, predicted_share."""
+    z = torch.as_tensor(logits, dtype=torch.float32)
+    y = torch.as_tensor(targets, dtype=torch.long)
+    if not 0 <= cls < z.shape[1]:
+        raise ConfigError(f"class {cls} is outside 0..{z.shape[1] - 1}")
+    m = y == cls
+    rows = []
+    for b in biases:
+        zz = z.clone()
+        zz[:, cls] += float(b)
+        pred = zz.argmax(1)
+        rows.append({"bias": float(b),
+                     "class_accuracy": (pred[m] == cls).float().mean().item() if m.any() else math.nan,
+                     "accuracy": (pred == y).float().mean().item(),
+                     "predicted_share": (pred == cls).float().mean().item()})
+    return pd.DataFrame(rows)
+
+
+def grid_points(x, steps: int = 150, margin: float = 0.1) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """A grid over 2-D inputs (their range plus a margin): (xs, ys, points as an (N, 2) tensor)."""
+    x = np.asarray(x, dtype="float64")
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ConfigError(f"decision boundaries need 2-D inputs, got shape {x.shape}")
+    lo, hi = x.min(0), x.max(0)
+    pad = (hi - lo) * margin + 1e-6
+    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], steps)
+    ys = np.linspace(lo[1] - pad[1], hi[1] + pad[1], steps)
+    gx, gy = np.meshgrid(xs, ys)
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    return xs, ys, pts
+
+
+# -- loading what a run saved (inference only) ---------------------------------------------------------------
+
+
+def load_run_model(config: dict, weights: str | Path):
+    """The trained model of a run from its config and saved weights, in eval mode, with its
+    data set (loaded once per process). Inference only: nothing is trained here."""
+    from .engine.runner import load_data
+    from .models import build_model, load_weights
+
+    weights = Path(weights)
+    if not weights.is_file():
+        raise FileNotFoundError(f"no weights at {weights} (the run was deleted?)")
+    data = load_data(config["dataset"])
+    model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
+    load_weights(model, weights)
+    return model.eval(), data
+
+
+def run_weights(home: str | Path, config: dict) -> Path:
+    """Where a finished run keeps its weights: <home>/runs/<hash>/weights.safetensors."""
+    from .config import run_hash
+
+    return Path(home) / "runs" / run_hash(config) / "weights.safetensors"
+
+
+def test_logits(config: dict, weights: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, labels) of a run's saved model on the test split (the first `limit` samples)."""
+    from .engine.evaluate import predict_logits
+
+    model, data = load_run_model(config, weights)
+    x, y = data.x_test, data.y_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return predict_logits(model, x).numpy(), y.numpy()
+
+
+def decision_surface(config: dict, weights: str | Path, steps: int = 120) -> dict:
+    """A 2-D model's class probabilities on a grid over its training inputs (inference only).
+
+    Returns xs, ys (grid axes), probs (steps x steps x K), x_train, y_train, test_accuracy.
+    """
+    from .engine.evaluate import predict_logits
+
+    model, data = load_run_model(config, weights)
+    xs, ys, pts = grid_points(data.x_train.numpy(), steps)
+    probs = torch.softmax(predict_logits(model, pts), 1).numpy().reshape(len(ys), len(xs), -1)
+    acc = (predict_logits(model, data.x_test).argmax(1) == data.y_test).float().mean().item()
+    return {"xs": xs, "ys": ys, "probs": probs, "x_train": data.x_train.numpy(), "y_train": data.y_train.numpy(),
+            "test_accuracy": acc, "classes": list(data.info.class_names)}
+
+
+def teacher_logits(home: str | Path, teacher: dict | str) -> dict[str, torch.Tensor] | None:
+    """The cached logits (train / val / test) of a trained teacher, given its run config or
+    its cache hash; None when it is not cached."""
+    from safetensors.torch import load_file
+
+    from .config import run_hash
+
+    if isinstance(teacher, str):
+        keys = [teacher]
+    else:
+        keys = [run_hash({k: v for k, v in teacher.items() if k != "measure"}), run_hash(teacher)]
+    for h in keys:
+        path = Path(home) / "teachers" / h / "logits.safetensors"
+        if path.is_file():
+            return load_file(str(path))
+    return None
