@@ -7,12 +7,15 @@ from .errors import ConfigError
 PRESETS: dict[str, dict] = {
     "digits-quick": {
         "description": "CNN teacher, then an MLP student from scratch and with Hinton's KD, on scikit-learn digits. Well under a minute on two CPU cores.",
+        # T=2, alpha=0.5 and 60 student epochs: the best KD setting of a measured 5-seed sweep on
+        # digits (T in 1-8, alpha in 0.5, 0.9); with 30 epochs KD and scratch were level.
         "spec": {
             "name": "digits-quick", "dataset": "digits",
             "teacher": {"arch": "cnn", "channels": [32, 64], "kernel": 3},
             "students": [{"arch": "mlp", "hidden": [32], "dropout": 0.0}],
-            "methods": [{"name": "kd"}], "temperatures": [4.0], "alphas": [0.9], "seeds": [0],
-            "train": {"epochs": 30, "batch_size": 64, "lr": 0.002},
+            "methods": [{"name": "kd"}], "temperatures": [2.0], "alphas": [0.5], "seeds": [0],
+            "train": {"epochs": 60, "batch_size": 64, "lr": 0.002},
+            "teacher_train": {"epochs": 30, "batch_size": 64, "lr": 0.002},
         },
         "published": [],
     },
