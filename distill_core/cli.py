@@ -92,6 +92,12 @@ def spec_from_args(args) -> tuple[ExperimentSpec, list]:
         spec = ExperimentSpec()
     if args.dataset:
         spec.dataset = args.dataset
+        spec.dataset_knobs = {}  # another data set's knobs do not carry over
+    for item in args.data or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise DistillError(f"--data {item!r}: expected KEY=VALUE, e.g. --data path=my.csv")
+        spec.dataset_knobs = {**spec.dataset_knobs, key.strip(): value.strip()}
     if args.teacher:
         spec.teacher = parse_model_flag(args.teacher)
     if args.student:
@@ -230,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", nargs="?", help="experiment file (JSON or YAML)")
     run.add_argument("--preset", help="a preset name (see `presets`)")
     run.add_argument("--dataset")
+    run.add_argument("--data", action="append", metavar="KEY=VALUE",
+                     help="a data set knob, e.g. --data path=my.csv --data label_column=species; repeat for several")
     run.add_argument("--teacher", help="model name or arch:knob=value,... (e.g. cnn:channels=32-64)")
     run.add_argument("--student", action="append", help="student model; repeat for several")
     run.add_argument("--method", action="append", help="method; repeat for several")

@@ -65,6 +65,8 @@ def test_listings_show_registries():
     (["run", "--dataset", "moons", "--teacher", "cnn"], "not vector inputs"),
     (["run", "--preset", "nope"], "unknown preset"),
     (["run", "--method", "magic"], "unknown method"),
+    (["run", "--dataset", "csv", "--data", "path=nope.csv"], "nope.csv: file not found"),
+    (["run", "--dataset", "digits", "--data", "split_seed"], "expected KEY=VALUE"),
 ])
 def test_bad_input_is_a_message_not_a_traceback(tmp_path, args, message):
     out = cli(*args, home=tmp_path)
@@ -83,3 +85,17 @@ def test_experiment_file_json_and_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("dataset: [unclosed")
     out = cli("run", str(tmp_path / "bad.yaml"), home=tmp_path)
     assert out.returncode == 2 and "not valid YAML" in out.stderr
+
+
+def test_own_csv_from_flags(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["a,b,kind"] + [f"{x:.3f},{y:.3f},{'left' if x < 0 else 'right'}" for x, y in rng.normal(size=(120, 2))]
+    (tmp_path / "mine.csv").write_text("\n".join(rows))
+    out = cli("run", "--dataset", "csv", "--data", f"path={tmp_path / 'mine.csv'}", "--data", "label_column=kind",
+              "--teacher", "mlp:hidden=16", "--student", "mlp:hidden=4", "--epochs", "2", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = json.loads(out.stdout)["runs"]
+    assert len(runs) == 3
+    assert runs[0]["config"]["dataset"]["label_column"] == "kind"
