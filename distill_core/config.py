@@ -96,6 +96,13 @@ def run_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def dataset_name_and_knobs(dataset: dict) -> tuple[str, dict]:
+    """(name, knobs) of a run config's data set, as `load_dataset` and an ExperimentSpec take
+    them: without the fingerprint of a user's file that `expand` adds."""
+    knobs = {k: v for k, v in dataset.items() if k not in ("name", "sha256")}
+    return dataset["name"], knobs
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -162,6 +169,10 @@ def expand(spec: ExperimentSpec) -> list[dict]:
         raise ConfigError(f"unknown data set {spec.dataset!r}; available: {', '.join(DATASETS.names())}")
     knobs = dataset_knobs(spec.dataset, spec.dataset_knobs)
     dataset = {"name": spec.dataset, **knobs}
+    if knobs.get("path") and Path(knobs["path"]).is_file():
+        # A user's file is part of the run's identity: edited in place, it makes new runs (and a
+        # new teacher), and a worker refuses it if it changed after submission (runner.load_data).
+        dataset["sha256"] = file_sha256(knobs["path"])
     from .data import load_dataset  # the data set must load: its errors belong to validation
 
     info = load_dataset(spec.dataset, **knobs).info

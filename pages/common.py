@@ -94,9 +94,10 @@ def cached_preview(name: str, knobs_json: str, per_class: int = 2) -> dict:
 
 def cached_data_info(dataset: dict) -> dict:
     """Shape, classes and split sizes of a run config's data set."""
-    d = dict(dataset)
-    name = d.pop("name")
-    return cached_preview(name, json.dumps(d, sort_keys=True), 0)
+    from distill_core.config import dataset_name_and_knobs
+
+    name, knobs = dataset_name_and_knobs(dataset)
+    return cached_preview(name, json.dumps(knobs, sort_keys=True), 0)
 
 
 @st.cache_data(show_spinner="Running the models on a few samples…", max_entries=32)

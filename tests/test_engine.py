@@ -171,3 +171,26 @@ def test_metrics_against_hand_computation():
     expect = sum(len(v) / 4 * abs(sum(o for _, o in v) / len(v) - sum(c for c, _ in v) / len(v)) for v in by_bin.values())
     assert ece == pytest.approx(expect, abs=1e-6)
     assert sum(row["count"] for row in table) == 4
+
+
+def test_a_users_file_is_part_of_the_runs_identity(home, tmp_path):
+    import numpy as np
+
+    from distill_core.errors import DataError
+
+    def write(shift):
+        rng = np.random.default_rng(0)
+        rows = ["a,b,label"] + [f"{x + shift:.3f},{y:.3f},{int(x > 0)}" for x, y in rng.normal(size=(90, 2))]
+        (tmp_path / "mine.csv").write_text("\n".join(rows))
+
+    write(0.0)
+    spec = tiny_spec(dataset="csv", dataset_knobs={"path": str(tmp_path / "mine.csv")},
+                     teacher={"arch": "mlp", "hidden": [8]}, students=[{"arch": "mlp", "hidden": [4]}])
+    before = expand(spec)
+    write(0.5)  # edited in place
+    after = expand(spec)
+    assert before[0]["dataset"]["sha256"] != after[0]["dataset"]["sha256"]
+    assert run_hash(before[0]) != run_hash(after[0])  # a new teacher, not the cached one
+    with pytest.raises(DataError, match="changed after the experiment was submitted"):
+        runner.run_one(before[0])  # submitted before the edit, run after it
+    assert runner.run_one(after[0])["metrics"]["accuracy"] > 0

@@ -19,8 +19,9 @@ from typing import Callable
 
 import torch
 
-from ..config import TEACHER, run_hash
+from ..config import TEACHER, file_sha256, run_hash
 from ..data import DataBundle, load_dataset
+from ..errors import DataError
 from ..measure import attach_measurements, measure_settings
 from ..methods import make_method
 from ..models import DistillNet, build_model, count_params, load_weights, save_weights
@@ -36,6 +37,9 @@ _cache_lock = threading.Lock()
 @lru_cache(maxsize=4)
 def _load_cached(key: str) -> DataBundle:
     d = json.loads(key)
+    sha = d.pop("sha256", None)  # of the user's file, recorded when the experiment was expanded
+    if sha is not None and Path(d["path"]).is_file() and file_sha256(d["path"]) != sha:
+        raise DataError(f"{d['path']}: the file changed after the experiment was submitted; submit it again")
     return load_dataset(d.pop("name"), **d)
 
 

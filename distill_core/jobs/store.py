@@ -570,6 +570,7 @@ class Store:
         spec_fields: the ExperimentSpec fields (dataset, dataset_knobs, teacher, teacher_train)
         that make a new experiment reuse this very teacher instead of training one.
         """
+        from ..config import dataset_name_and_knobs
         from ..engine.runner import TeacherCache
 
         runs = {}
@@ -583,10 +584,11 @@ class Store:
                 cfg = json.loads((self.home / "teachers" / h / "config.json").read_text())
             except (OSError, ValueError):
                 continue
-            ds = dict(cfg.get("dataset") or {})
-            if dataset is not None and ds.get("name") != dataset:
+            if not cfg.get("dataset"):
                 continue
-            name = ds.pop("name", None)
+            name, ds = dataset_name_and_knobs(cfg["dataset"])
+            if dataset is not None and name != dataset:
+                continue
             out.append({
                 "hash": h, "run_id": runs.get(h), "role": meta.get("role"), "dataset": name,
                 "model": model_label(cfg.get("model")), "model_spec": cfg.get("model"),
