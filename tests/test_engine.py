@@ -194,3 +194,19 @@ def test_a_users_file_is_part_of_the_runs_identity(home, tmp_path):
     with pytest.raises(DataError, match="changed after the experiment was submitted"):
         runner.run_one(before[0])  # submitted before the edit, run after it
     assert runner.run_one(after[0])["metrics"]["accuracy"] > 0
+
+
+def test_uploaded_teacher_weights_are_checked_against_what_was_submitted(home, tmp_path):
+    from distill_core.errors import ModelError
+    from distill_core.models import build_model, save_weights
+
+    spec = {"arch": "mlp", "hidden": [16]}
+    path = save_weights(build_model(spec, (1, 8, 8), 10), tmp_path / "t.safetensors")
+    runs = expand(tiny_spec(teacher={"weights": str(path), "model": spec}))
+    assert runs[0]["weights"]["sha256"]
+    save_weights(build_model(spec, (1, 8, 8), 10), path)  # replaced by other weights
+    with pytest.raises(ModelError, match="changed after the experiment was submitted"):
+        runner.run_one(runs[0])
+    fresh = expand(tiny_spec(teacher={"weights": str(path), "model": spec}))
+    result = runner.run_one(fresh[0])
+    assert result["train"] is None and 0 <= result["metrics"]["accuracy"] <= 1

@@ -21,7 +21,7 @@ import torch
 
 from ..config import TEACHER, file_sha256, run_hash
 from ..data import DataBundle, load_dataset
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..measure import attach_measurements, measure_settings
 from ..methods import make_method
 from ..models import DistillNet, build_model, count_params, load_weights, save_weights
@@ -138,7 +138,10 @@ def get_teacher(config: dict, home: Path, rec: PhaseRecorder, on_progress: Progr
     model = _build(config, data, config["seed"])
     role = config["role"]
     if config.get("weights"):
-        load_weights(model, config["weights"]["path"])
+        w = config["weights"]
+        if Path(w["path"]).is_file() and file_sha256(w["path"]) != w["sha256"]:
+            raise ModelError(f"{w['path']}: the weight file changed after the experiment was submitted; submit it again")
+        load_weights(model, w["path"])
         train = None
     else:
         method = make_method(config["method"]["name"], **{k: v for k, v in config["method"].items() if k != "name"})
