@@ -232,24 +232,24 @@ def fmt_ms(x) -> str:
     return f"{x * 1000:.1f} µs" if x < 0.1 else f"{x:.3g} ms"
 
 
+def _in_unit(value: float, ladder: tuple, suffix: str = "") -> str:
+    """`value` in the first unit of `ladder` ((name, scale), largest first) it reaches."""
+    for unit, scale in ladder:
+        if abs(value) >= scale or unit == ladder[-1][0]:
+            return f"{value / scale:.3g} {unit}{suffix}"
+
+
 def fmt_energy(kwh) -> str:
     """kWh in a readable unit (mWh for the tiny figures small models cost)."""
     if kwh is None or kwh != kwh:
         return "unavailable"
-    wh = kwh * 1000
-    for unit, scale in (("kWh", 1e3), ("Wh", 1.0), ("mWh", 1e-3), ("µWh", 1e-6)):
-        if abs(wh) >= scale or unit == "µWh":
-            return f"{wh / scale:.3g} {unit}"
-    return f"{wh} Wh"
+    return _in_unit(kwh * 1000, (("kWh", 1e3), ("Wh", 1.0), ("mWh", 1e-3), ("µWh", 1e-6)))
 
 
 def fmt_co2(kg) -> str:
     if kg is None or kg != kg:
         return "unavailable"
-    for unit, scale in (("kg", 1.0), ("g", 1e-3), ("mg", 1e-6), ("µg", 1e-9)):
-        if abs(kg) >= scale or unit == "µg":
-            return f"{kg / scale:.3g} {unit} CO2eq"
-    return f"{kg} kg CO2eq"
+    return _in_unit(kg, (("kg", 1.0), ("g", 1e-3), ("mg", 1e-6), ("µg", 1e-9)), " CO2eq")
 
 
 def fmt_seconds(s) -> str:
