@@ -112,7 +112,9 @@ def check_tradeoffs(at, expected, average: bool):
         xs = np.concatenate([arr(t["x"]) for t in traces])
         ys = np.concatenate([arr(t["y"]) for t in traces])
         assert len(xs) == len(pts), key
-        assert sorted(zip(xs, ys)) == pytest.approx(sorted(zip(pts[xcol], pts[ycol])))
+        # Same points, as (x, y) pairs in one order; pytest.approx refuses nested sequences.
+        np.testing.assert_allclose(np.array(sorted(zip(xs, ys))),
+                                   np.array(sorted(zip(pts[xcol], pts[ycol]))), rtol=1e-6, atol=1e-12)
         front = [t for t in fig["data"] if t.get("name") == "Pareto frontier"][0]
         want = pts[A.pareto_mask(pts[xcol], pts[ycol])].sort_values([xcol, ycol], ascending=[True, False])
         assert arr(front["x"]) == pytest.approx(want[xcol].to_numpy())
