@@ -10,3 +10,11 @@ def home_dir(home: str | Path | None = None) -> Path:
     path = Path(home or os.environ.get("DISTILL_HOME") or Path.home() / ".distill_lab").expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_dir(*parts: str, home: str | Path | None = None) -> Path:
+    """A folder under <home>/cache/ for things derived from the user's files (unpacked archives),
+    created if needed; deleting it only costs the time to rebuild it."""
+    path = home_dir(home).joinpath("cache", *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

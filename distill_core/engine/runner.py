@@ -166,8 +166,9 @@ def transfer_set(data: DataBundle, teacher_train_logits: torch.Tensor, transfer:
     if k is None:
         return data, teacher_train_logits
     keep, keep_val = data.y_train != k, data.y_val != k
+    raw = data.raw.select(keep, keep_val) if data.raw is not None else None
     return (dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
-                                x_val=data.x_val[keep_val], y_val=data.y_val[keep_val]), teacher_train_logits[keep])
+                                x_val=data.x_val[keep_val], y_val=data.y_val[keep_val], raw=raw), teacher_train_logits[keep])
 
 
 def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressFn | None = None,
