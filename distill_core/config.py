@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data import DATASETS, dataset_knobs
+from .engine.recipe import apply_recipe
 from .engine.train import NON_SEMANTIC, train_settings
 from .errors import ConfigError, DistillError
 from .methods import ALPHA, METHODS, TEMPERATURE
@@ -141,7 +142,7 @@ def _teacher_config(spec: ExperimentSpec, dataset: dict, info) -> dict:
         check_input_kind(model, info.kind)
         weights = None
     cfg = {"role": TEACHER, "dataset": dataset, "model": model, "method": {"name": "scratch"},
-           "train": settings, "seed": 0, "teacher": None}
+           "train": apply_recipe(settings, model, info.kind), "seed": 0, "teacher": None}
     if weights:
         cfg["weights"] = weights
     return cfg
@@ -207,6 +208,7 @@ def expand(spec: ExperimentSpec) -> list[dict]:
 
     for student in students:
         s_model = build_model(student, info.input_shape, info.num_classes)
+        s_settings = apply_recipe(settings, student, info.kind)
         for method_spec in spec.methods:
             if isinstance(method_spec, str):
                 method_spec = {"name": method_spec}
@@ -235,11 +237,11 @@ def expand(spec: ExperimentSpec) -> list[dict]:
                     run_teacher = assistant_config(method, teacher, info.kind) if cls.name == "takd" else teacher
                     for seed in seeds:
                         add({"role": STUDENT, "dataset": dataset, "model": student, "method": method,
-                             "train": settings, "seed": seed, "teacher": run_teacher, **extra})
+                             "train": s_settings, "seed": seed, "teacher": run_teacher, **extra})
         if spec.baseline:
             for seed in seeds:
                 add({"role": STUDENT, "dataset": dataset, "model": student, "method": {"name": "scratch"},
-                     "train": settings, "seed": seed, "teacher": teacher, **extra})
+                     "train": s_settings, "seed": seed, "teacher": teacher, **extra})
     # Every student names the teacher, also those that do not learn from it: their agreement
     # with it is measured. Dependencies come first: the teacher, then the students in order.
     return runs

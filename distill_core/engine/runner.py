@@ -26,6 +26,7 @@ from ..measure import attach_measurements, measure_settings
 from ..methods import make_method
 from ..models import DistillNet, build_model, count_params, load_weights, save_weights
 from ..paths import home_dir
+from .device import pick_device
 from .evaluate import evaluate_logits, predict_logits
 from .phases import PhaseRecorder
 from .train import train_model
@@ -149,8 +150,10 @@ def get_teacher(config: dict, home: Path, rec: PhaseRecorder, on_progress: Progr
             train = train_model(model, data, config["train"], method, teacher=parent,
                                 teacher_logits=parent_logits["train"] if parent_logits else None,
                                 seed=config["seed"], phase=role, on_progress=on_progress, should_stop=should_stop)
-    with rec.phase(f"{role}_logits"):
-        logits = all_logits(model.cpu(), data)
+    with rec.phase(f"{role}_logits"):  # on the training device: a big teacher's forward passes are not cheap
+        device = pick_device(config["train"]["device"])
+        logits = all_logits(model.to(device), data, device)
+        model.cpu()
     metrics = evaluate_logits(logits["test"], data.y_test)
     meta = {"role": role, "model": config["model"], "dataset": config["dataset"]["name"],
             "params": count_params(model), "test_accuracy": metrics["accuracy"],
@@ -205,9 +208,10 @@ def run_one(config: dict, home: str | Path | None = None, on_progress: ProgressF
             tr = train_model(model, s_data, config["train"], method, teacher=teacher, teacher_logits=s_logits,
                              seed=config["seed"], phase="student", on_progress=on_progress, should_stop=should_stop)
         train = tr.as_dict()
-        model = model.cpu()
         with rec.phase("evaluation", energy=False):  # milliseconds: a tracker would cost more than it measures
-            metrics = evaluate_logits(predict_logits(model, data.x_test), data.y_test, t_logits["test"])
+            device = next(model.parameters()).device  # where it trained
+            metrics = evaluate_logits(predict_logits(model, data.x_test, device=device), data.y_test, t_logits["test"])
+        model = model.cpu()
     save_weights(model, folder / "weights.safetensors")
     result.update({
         "metrics": metrics,
