@@ -99,7 +99,8 @@ def test_one_epoch_kd_resnet32x4_to_resnet8x4_on_256_images_with_augmentation(pr
     res = train_model(student, data, settings, make_method("kd"), teacher=teacher, seed=0)
     assert res.steps == 4 and res.teacher_forward_per_batch and res.teacher_seconds > 0
     assert res.accel == {"device": "cpu", "precision": precision, "channels_last": False, "compile": False,
-                         "teacher_dtype": precision, "data": "uint8 (normalised per batch)", "grad_scaler": False}
+                         "teacher_dtype": precision, "data": "uint8 (normalised per batch)", "grad_scaler": False,
+                         "tf32": None}
     row = res.history[0]
     assert row["lr"] == 0.05 and all(torch.isfinite(torch.tensor(v)) for v in row.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))  # it learned something

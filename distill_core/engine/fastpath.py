@@ -52,6 +52,7 @@ class Accel:
     teacher_dtype: str  # the teacher's weights and activations when it runs per batch
     data: str  # how the training inputs sit on the device: "uint8 (normalised per batch)" or "float32"
     grad_scaler: bool
+    tf32: bool | None = None  # CUDA only: whether cuDNN may run fp32 convolutions in TF32 (PyTorch's default)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -76,13 +77,15 @@ def choose_accel(settings: dict, device: torch.device, model: DistillNet, data: 
         raise RuntimeError(f"precision fp16 needs a CUDA GPU (this run trains on {device.type}); use bf16 or fp32")
     if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
         raise RuntimeError("precision bf16 asked for, but this GPU does not support bf16; use fp16 or auto")
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels once
     layout = settings.get("channels_last", "auto")
     channels_last = model.feature_kind == "map2d" and (layout == "on" or (layout == "auto" and cuda))
     return Accel(device=str(device), precision=precision, channels_last=channels_last,
                  compile=bool(settings.get("compile", False)),
                  teacher_dtype="fp32" if precision == "fp32" else precision,
                  data="uint8 (normalised per batch)" if data.raw is not None else "float32",
-                 grad_scaler=precision == "fp16")
+                 grad_scaler=precision == "fp16", tf32=torch.backends.cudnn.allow_tf32 if cuda else None)
 
 
 def to_float(out: ModelOutput) -> ModelOutput:
