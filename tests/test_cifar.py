@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from cifar_files import ARCHIVES, FOLDERS, py2_pickle, write_archive, write_folder
+from cifar_files import FOLDERS, py2_pickle, write_archive, write_folder
 from distill_core.data import load_dataset
 from distill_core.data.cifar import RestrictedUnpickler
 from distill_core.data.safe_archive import unpack_tar

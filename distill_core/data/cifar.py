@@ -25,6 +25,7 @@ from . import register
 from .base import DataBundle, DatasetInfo, RawImages, split_indices
 from .safe_archive import unpack_tar
 
+TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 CITATION = "Krizhevsky, Learning Multiple Layers of Features from Tiny Images, University of Toronto, 2009"
 PIXELS = 3 * 32 * 32
 
@@ -191,11 +192,9 @@ def locate(path: str, name: str, max_mb: float) -> tuple[str, Path, str]:
     if found is None:
         other = _other_set(folder, name)
         if other:
-            raise DataError(f"{shown}: holds {other.upper().replace('CIFAR', 'CIFAR-')}, not "
-                            f"{name.upper().replace('CIFAR', 'CIFAR-')}; choose the {other} data set")
+            raise DataError(f"{shown}: holds {TITLE[other]}, not {TITLE[name]}; choose the {other} data set")
         expected = " or ".join(f"{lay['folder']}/{lay['train'][0]}" for (n, _), lay in LAYOUTS.items() if n == name)
-        raise DataError(f"{shown}: not a {name.upper().replace('CIFAR', 'CIFAR-')} folder or archive: "
-                        f"found no {expected}")
+        raise DataError(f"{shown}: not a {TITLE[name]} folder or archive: found no {expected}")
     return found[0], found[1], shown
 
 
@@ -291,10 +290,9 @@ def load_cifar(name: str, path: str, labels: str, subset: int, max_mb: float, sp
     mean, std = channel_stats(u8["train"])
     raw = RawImages(u8["train"], u8["val"], u8["test"], mean, std)
     ys = {"train": y[parts["train"]], "val": y[parts["val"]], "test": y_test}
-    title = name.upper().replace("CIFAR", "CIFAR-")
     info = DatasetInfo(
         name, (3, 32, 32), k, names, "image",
-        source=f"{title} {version} version from {shown} ({n_files[0]:,} training / {n_files[1]:,} test images"
+        source=f"{TITLE[name]} {version} version from {shown} ({n_files[0]:,} training / {n_files[1]:,} test images"
                + (f"; subset: {len(y):,} / {len(y_test):,}" if subset else "")
                + (f"; {labels} labels" if name == "cifar100" else "") + ")",
         citation=CITATION, augment="crop-flip",

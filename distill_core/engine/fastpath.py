@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..data.base import DataBundle
+from ..data.base import DataBundle, RawImages
 from ..models.base import DistillNet, ModelOutput
 from ..registry import Param
 from .augment import GEOMETRIC, augment_batch
@@ -137,7 +137,9 @@ class DeviceInputs:
         self.raw = data.raw
         self.channels_last = channels_last
         if self.raw is not None:
-            self.x_train, self.x_val = self.raw.train.to(device), self.raw.val.to(device)
+            r = self.raw  # its statistics on the device too: no host-to-device copy per batch
+            self.raw = RawImages(r.train, r.val, r.test, r.mean.to(device), r.std.to(device))
+            self.x_train, self.x_val = r.train.to(device), r.val.to(device)
         else:
             self.x_train, self.x_val = data.x_train.to(device), data.x_val.to(device)
         self.y_train, self.y_val = data.y_train.to(device), data.y_val.to(device)
