@@ -129,7 +129,7 @@ def published_rows(published: list[dict], rows: list[dict]) -> list[dict]:
     """Each published figure beside the measured one for the matching run."""
     out = []
     for p in published:
-        match = next((r for r in rows if (p["run"] == "teacher" and r["role"] == TEACHER)
+        match = next((r for r in rows if (p["run"] == TEACHER and r["role"] == TEACHER)
                       or (r["role"] != TEACHER and r["method"] == p["run"])), None)
         measured = None
         if match is not None:

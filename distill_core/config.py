@@ -13,6 +13,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .constants import SCRATCH, STUDENT, TEACHER
 from .data import DATASETS, dataset_knobs, load_dataset
 from .errors import ConfigError
@@ -73,8 +75,6 @@ def load_experiment_file(path: str | Path) -> ExperimentSpec:
     yaml_file = path.suffix.lower() in (".yaml", ".yml")
     try:
         if yaml_file:
-            import yaml  # only experiment files need it
-
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)

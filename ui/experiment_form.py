@@ -187,8 +187,6 @@ def model_table(models: list[tuple[str, dict | None]], shape: tuple, k: int, pro
     """Parameters, FLOPs and compression of the teacher and students before training, as a table;
     returns their summaries by spec key (for the time estimate). A model that cannot be built
     for this data set is a problem of its section."""
-    from distill_core.estimates import spec_key
-
     summaries, rows, t_sum = {}, [], None
     for who, m in models:
         if m is None:

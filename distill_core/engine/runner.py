@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .. import paths
-from ..constants import TEACHER
+from ..constants import STUDENT, TEACHER
 from ..data import DataBundle
 from ..data.cache import load_data
 from ..evaluate import evaluate_logits, predict_logits
@@ -73,7 +73,7 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
         s_data, s_logits = transfer_set(data, teacher.logits["train"], config.transfer)
         with rec.phase("student_training"):
             train = train_model(model, s_data, config.train, method, teacher=teacher.model, teacher_logits=s_logits,
-                                seed=config.seed, phase="student", on_progress=on_progress,
+                                seed=config.seed, phase=STUDENT, on_progress=on_progress,
                                 should_stop=should_stop).as_dict()
         model = model.cpu()
         with rec.phase("evaluation", energy=False):  # milliseconds: a tracker would cost more than it measures

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .. import paths
-from ..constants import CANCELLED, RUNNING
+from ..constants import CANCELLED, FAILED, INTERRUPTED, RUNNING
 from . import queue
 from .host import HOST, pid_alive
 from .store import Store
@@ -146,7 +146,7 @@ class LocalExecutor(Executor):
                 p.kill()
                 p.join(5)
         for p in self.procs:  # anything a killed worker left running
-            self._reap(p, "interrupted: the worker pool shut down during the run; retry to run it again", "interrupted")
+            self._reap(p, "interrupted: the worker pool shut down during the run; retry to run it again", INTERRUPTED)
         unregister(self.store, self.pid)
 
     # -- the monitor ------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class LocalExecutor(Executor):
             code = p.exitcode
             reason = (f"worker process died (signal {-code})" if code is not None and code < 0
                       else f"worker process exited unexpectedly (exit code {code})")
-            self._reap(p, reason, "failed")
+            self._reap(p, reason, FAILED)
             unregister(self.store, p.pid)
             lived = time.monotonic() - self.spawned.pop(p.pid, 0.0)
             self.crashes = self.crashes + 1 if lived < 5 else 0

@@ -84,7 +84,7 @@ class EnergyMeter:
         return self
 
     def _make_tracker(self):
-        from codecarbon import OfflineEmissionsTracker
+        from codecarbon import OfflineEmissionsTracker  # heavy (pandas, psutil...): imported only to measure
 
         # Its import sets the level to INFO; quiet it before the tracker's first messages.
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
