@@ -399,12 +399,17 @@ def reuse_savings(frame: pd.DataFrame, phases: pd.DataFrame | None = None) -> di
             "how": how}
 
 
+def _energy_mix() -> dict:
+    """CodeCarbon's offline table of each country's energy mix and carbon intensity."""
+    return json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+
+
 def carbon_intensity(country: str) -> tuple[float | None, str]:
     """Grid carbon intensity of a country in g CO2eq per kWh, from the table CodeCarbon ships
     (no network). Returns (value or None, a note naming the source or why it is missing)."""
     code = (country or "").strip().upper()
     try:
-        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+        table = _energy_mix()
     except Exception as exc:  # CodeCarbon missing or its data moved
         return None, f"CodeCarbon's energy-mix table could not be read: {type(exc).__name__}"
     entry = table.get(code)
@@ -416,7 +421,7 @@ def carbon_intensity(country: str) -> tuple[float | None, str]:
 def countries() -> list[str]:
     """ISO codes CodeCarbon has a carbon intensity for (empty when it is not installed)."""
     try:
-        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
-    except Exception:
+        table = _energy_mix()
+    except Exception:  # CodeCarbon missing or its data moved
         return []
     return sorted(k for k, v in table.items() if v.get("carbon_intensity") is not None)

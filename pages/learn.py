@@ -20,7 +20,7 @@ from distill_core.presets import PRESETS, preset_spec, published_beside_measured
 from distill_core.run_config import RunConfig
 from ui import learn_figures as F
 from ui import state
-from ui.learn_jobs import (measured_for, roles, run_logits, short_model, show_experiment, submit, surface,
+from ui.learn_jobs import (launch, measured_for, roles, run_logits, short_model, show_experiment, surface,
                            teacher_outputs, wait_for)
 from ui.nav import page_setup
 
@@ -138,11 +138,11 @@ def section_playground() -> None:
         epochs = c[3].slider("Epochs", 10, 200, 60, 10, key="pg-epochs")
         go_ = st.form_submit_button("Train in the background", icon=":material/play_arrow:")
     if go_:
-        submit(ExperimentSpec(name=PLAYGROUND, dataset=ds, dataset_knobs={"noise": noise, "n_samples": 1000},
-                              teacher={"arch": "mlp", "hidden": [t_width] * t_depth, "dropout": 0.0},
-                              students=[{"arch": "mlp", "hidden": [s_width] * s_depth, "dropout": 0.0}],
-                              methods=[{"name": "kd"}], temperatures=[T], alphas=[0.9], seeds=[0],
-                              train={"epochs": epochs, "batch_size": 64, "lr": 0.01}), "pg-exp")
+        launch(ExperimentSpec(name=PLAYGROUND, dataset=ds, dataset_knobs={"noise": noise, "n_samples": 1000},
+                             teacher={"arch": "mlp", "hidden": [t_width] * t_depth, "dropout": 0.0},
+                             students=[{"arch": "mlp", "hidden": [s_width] * s_depth, "dropout": 0.0}],
+                             methods=[{"name": "kd"}], temperatures=[T], alphas=[0.9], seeds=[0],
+                             train={"epochs": epochs, "batch_size": 64, "lr": 0.01}), "pg-exp")
     show_experiment(PLAYGROUND, "pg-exp", draw_boundaries)
 
 
@@ -184,10 +184,10 @@ def section_omitted() -> None:
         epochs = c[3].slider("Epochs", 5, 100, 30, 5, key="om-epochs")
         go_ = st.form_submit_button("Train in the background", icon=":material/play_arrow:")
     if go_:
-        submit(ExperimentSpec(name=OMITTED, dataset=ds, teacher={"arch": "cnn", "channels": [32, 64], "kernel": 3},
-                              students=[{"arch": "mlp", "hidden": [64], "dropout": 0.0}], methods=[{"name": "kd"}],
-                              temperatures=[T], alphas=[0.9], seeds=[0], transfer={"omit_class": int(k)},
-                              train={"epochs": epochs, "batch_size": 64, "lr": 0.002}), "om-exp")
+        launch(ExperimentSpec(name=OMITTED, dataset=ds, teacher={"arch": "cnn", "channels": [32, 64], "kernel": 3},
+                             students=[{"arch": "mlp", "hidden": [64], "dropout": 0.0}], methods=[{"name": "kd"}],
+                             temperatures=[T], alphas=[0.9], seeds=[0], transfer={"omit_class": int(k)},
+                             train={"epochs": epochs, "batch_size": 64, "lr": 0.002}), "om-exp")
     show_experiment(OMITTED, "om-exp", draw_omitted)
 
 
@@ -237,7 +237,7 @@ def section_presets(frame: pd.DataFrame) -> None:
         with st.expander(f"**{name}**: {p['description']}", expanded=bool(p["published"])):
             st.dataframe(pd.DataFrame(published_beside_measured(name, measured_for(name, frame))), hide_index=True)
             if st.button("Run this preset", key=f"preset-{name}", icon=":material/play_arrow:"):
-                submit(preset_spec(name), f"preset-exp-{name}")
+                launch(preset_spec(name), f"preset-exp-{name}")
 
 
 # ------------------------------------------------------------------------------- page
@@ -250,7 +250,7 @@ def pick_teacher() -> tuple[dict | None, dict | None]:
         st.info("No trained teacher in the store yet. Train a quick one (the digits preset, under a minute), or "
                 "run any experiment.")
         if st.button("Train a quick teacher", icon=":material/play_arrow:", key="learn-quick"):
-            submit(preset_spec(QUICK_TEACHER), "learn-quick-exp")
+            launch(preset_spec(QUICK_TEACHER), "learn-quick-exp")
         if st.session_state.get("learn-quick-exp"):
             wait_for(st.session_state["learn-quick-exp"], "quick teacher")
         return None, None

@@ -44,8 +44,8 @@ def experiment_runs(exp_id: int) -> list[dict]:
     return state.store().list_runs(experiment=exp_id)
 
 
-def submit(spec: ExperimentSpec, state_key: str) -> None:
-    """Queue an experiment through the jobs layer; its id goes to session state."""
+def launch(spec: ExperimentSpec, state_key: str) -> None:
+    """Queue an experiment in the background (its id goes to session state), or say why not."""
     try:
         exp_id, run_ids = state.submit(spec)
     except DistillError as exc:
