@@ -125,7 +125,8 @@ def cmd_jobs(args) -> int:
 
 @_handled
 def cmd_show(args) -> int:
-    run = _store(args).get_run(args.id)
+    store = _store(args)
+    run = store.get_run(args.id)
     if run is None:
         print(f"error: no run #{args.id}", file=sys.stderr)
         return 2
@@ -134,7 +135,7 @@ def cmd_show(args) -> int:
     for key in ("created", "started", "finished"):
         print(f"{key:12} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[key])) if run[key] else '-'}")
     if run["progress"]:
-        print(f"{'progress':12} {progress_cell(run, queue.blocked_ids(_store(args)))}")
+        print(f"{'progress':12} {progress_cell(run, queue.blocked_ids(store))}")
     if run["result"]:
         m = run["result"]["metrics"]
         print("metrics      " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
