@@ -3,7 +3,7 @@ each page reads the store, draws and submits (see pages/)."""
 import streamlit as st
 
 # Each page's address is its file name (/new_experiment, /run_detail?run=12): a first visit to
-# such a link on a freshly started server then finds the same page (see pages/common.py).
+# such a link on a freshly started server then finds the same page (see ui/nav.py).
 
 st.set_page_config(page_title="Distillation Lab", page_icon=":material/science:", layout="wide")
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from distill_core.data import load_dataset
-from distill_core.engine.runner import all_logits
-from distill_core.engine.train import train_model, train_settings
+from distill_core.engine.train import train_model
+from distill_core.teachers import all_logits
+from distill_core.train_params import train_settings
 from distill_core.methods import make_method
 from distill_core.models import build_model
 

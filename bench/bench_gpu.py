@@ -34,8 +34,9 @@ from bench_util import cpu_model, write_section
 from distill_core.data.base import DataBundle, DatasetInfo, RawImages
 from distill_core.engine import fastpath
 from distill_core.engine.device import pick_device, set_threads
-from distill_core.engine.recipe import apply_recipe
-from distill_core.engine.train import train_model, train_settings
+from distill_core.recipes import apply_recipe
+from distill_core.engine.train import train_model
+from distill_core.train_params import train_settings
 from distill_core.methods import make_method
 from distill_core.models import build_model
 

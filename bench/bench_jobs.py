@@ -54,17 +54,17 @@ def wait_done(store, ids, timeout=600.0, poll=0.02) -> float:
 
 
 def sweep(home: Path, workers: int, epochs: int, seed_base: int) -> dict:
-    from distill_core.jobs import LocalExecutor
+    from distill_core.jobs import LocalExecutor, queue
 
     pool = LocalExecutor(home, workers=workers, threads=1, quiet=True, log=None).start()
     try:
         store = pool.store
         # warm-up: the teacher is trained and cached, every worker loads torch and the data
-        _, warm = store.submit(spec(epochs, [seed_base + 1000 + i for i in range(2 * workers)], [4.0]))
+        _, warm = queue.submit(store, spec(epochs, [seed_base + 1000 + i for i in range(2 * workers)], [4.0]))
         wait_done(store, warm)
         temps = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0]
         t0 = time.time()
-        _, ids = store.submit(spec(epochs, [seed_base, seed_base + 1], temps))
+        _, ids = queue.submit(store, spec(epochs, [seed_base, seed_base + 1], temps))
         ids = [i for i in ids if store.get_run(i)["role"] == "student"]
         assert len(ids) == 20, len(ids)
         t_end = wait_done(store, ids)
@@ -80,18 +80,18 @@ def sweep(home: Path, workers: int, epochs: int, seed_base: int) -> dict:
 
 
 def latency(home: Path, workers: int, epochs: int, repeats: int) -> dict:
-    from distill_core.jobs import LocalExecutor
+    from distill_core.jobs import LocalExecutor, queue
 
     pool = LocalExecutor(home, workers=workers, threads=1, quiet=True, log=None).start()
     try:
         store = pool.store
-        _, warm = store.submit(spec(epochs, [5000 + i for i in range(2 * workers)], [4.0]))
+        _, warm = queue.submit(store, spec(epochs, [5000 + i for i in range(2 * workers)], [4.0]))
         wait_done(store, warm)
         to_start, to_progress, submit_s = [], [], []
         for k in range(repeats):
             time.sleep(0.5)  # workers idle, polling
             s0 = time.time()
-            _, ids = store.submit(spec(epochs, [6000 + k], [4.0]))
+            _, ids = queue.submit(store, spec(epochs, [6000 + k], [4.0]))
             t0 = time.time()
             submit_s.append(t0 - s0)
             rid = ids[-1]

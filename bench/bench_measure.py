@@ -86,7 +86,7 @@ def latency_vs_timer(threads: int, rounds: int) -> list[dict]:
 
 # ------------------------------------------------------------------ 2. overhead on digits-quick
 CHILD = r"""
-import json, sys, time
+import dataclasses, json, sys, time
 import torch
 torch.set_num_threads({threads})
 from distill_core.config import expand
@@ -97,7 +97,7 @@ spec.train = {{**spec.train, "threads": {threads}}}
 measure = json.loads(sys.argv[1])
 if sys.argv[3] == "warm":  # a worker that has run before: imports done, CodeCarbon's probe cached
     import tempfile
-    from distill_core.engine.runner import load_data
+    from distill_core.data.cache import load_data
     from distill_core.measure import measure_run
     from distill_core.models import build_model
     data = load_data({{"name": spec.dataset}})
@@ -108,11 +108,11 @@ t0 = time.perf_counter()
 out = []
 for cfg in expand(spec):
     if measure is not None:
-        cfg["measure"] = measure
+        cfg = dataclasses.replace(cfg, measure=measure)
     t = time.perf_counter()
     r = run_one(cfg, sys.argv[2])
     tracker = sum(p.get("energy", {{}}).get("overhead_s", 0.0) for p in r["phases"].values())
-    out.append({{"role": cfg["role"], "method": cfg["method"]["name"], "seconds": time.perf_counter() - t,
+    out.append({{"role": cfg.role, "method": cfg.method_name, "seconds": time.perf_counter() - t,
                 "measure_s": r.get("measure", {{}}).get("seconds", 0.0), "tracker_s": tracker,
                 "train_s": (r.get("train") or {{}}).get("seconds") or 0.0,
                 "parts": r.get("measure", {{}}).get("part_seconds", {{}})}})

@@ -35,15 +35,15 @@ TARGET_S = 2.0
 
 def fill_store(home: Path, n_runs: int) -> dict:
     """A real teacher and KD student, then enough fake-but-valid finished runs for n_runs."""
-    from distill_core.jobs import Store
-    from distill_core.jobs.scheduler import claim
+    from distill_core.jobs import Store, queue
+    from distill_core.jobs.queue import claim
     from distill_core.jobs.worker import execute_run
 
     store = Store(home)
     base = {"name": "real", "dataset": "digits", "teacher": {"arch": "mlp", "hidden": [64]},
             "students": [{"arch": "mlp", "hidden": [16]}], "methods": [{"name": "kd"}], "temperatures": [4.0],
             "alphas": [0.9], "seeds": [0], "train": {"epochs": 5, "batch_size": 64}}
-    store.submit(base)
+    queue.submit(store, base)
     while (run := claim(store, os.getpid())) is not None:
         execute_run(store, run, threads=1, log=None)
     real = next(r for r in store.list_runs(status="done") if "kd" in r["label"])
@@ -53,7 +53,7 @@ def fill_store(home: Path, n_runs: int) -> dict:
     seeds = list(range(max(1, -(-n_runs // (len(widths) * len(temps))))))
     sweep = {**base, "name": "sweep", "students": [{"arch": "mlp", "hidden": [w]} for w in widths],
              "temperatures": temps, "seeds": seeds}
-    store.submit(sweep)
+    queue.submit(store, sweep)
     rng = random.Random(0)
     done = len(store.list_runs(status="done"))
     while done < n_runs and (run := claim(store, os.getpid())) is not None:
@@ -65,7 +65,7 @@ def fill_store(home: Path, n_runs: int) -> dict:
         done += 1
     # leave anything beyond n_runs queued-then-cancelled, so the count of finished runs is exact
     for r in store.list_runs(status="queued"):
-        store.cancel(r["id"])
+        queue.cancel(store, r["id"])
     return {"store": store, "detail": real["id"], "done": len(store.list_runs(status="done"))}
 
 
@@ -131,13 +131,13 @@ def measure_pages(repeats: int, detail: int) -> dict[str, dict]:
 
 def start_training(home: Path, epochs: int) -> None:
     """Two long student runs on a worker pool of two (the teacher is cached already)."""
-    from distill_core.jobs import Store, ensure_workers
+    from distill_core.jobs import Store, ensure_workers, queue
 
     store = Store(home)
     spec = {"name": "busy", "dataset": "digits", "teacher": {"arch": "mlp", "hidden": [64]},
             "students": [{"arch": "cnn", "channels": [32, 64]}], "methods": [{"name": "kd"}],
             "temperatures": [4.0], "alphas": [0.9], "seeds": [0], "train": {"epochs": epochs, "batch_size": 64}}
-    store.submit(spec)  # a distilled CNN student and its scratch baseline: two runs side by side
+    queue.submit(store, spec)  # a distilled CNN student and its scratch baseline: two runs side by side
     ensure_workers(home, workers=2, threads=1)
     deadline = time.monotonic() + 120
     while store.queue_state()["running"] < 2:
@@ -149,13 +149,14 @@ def start_training(home: Path, epochs: int) -> None:
 def stop_pool(home: Path) -> None:
     import signal
 
-    from distill_core.jobs import Store
-    from distill_core.jobs.store import HOST, pid_alive
+    from distill_core.jobs import Store, queue
+    from distill_core.jobs.host import HOST, pid_alive
+    from distill_core.jobs.workers import workers
 
     store = Store(home)
     for r in store.list_runs(status=["queued", "running"]):
-        store.cancel(r["id"])
-    for w in store.workers():
+        queue.cancel(store, r["id"])
+    for w in workers(store):
         if w["kind"] == "pool" and w["host"] == HOST and pid_alive(w["pid"]):
             os.kill(w["pid"], signal.SIGTERM)
 

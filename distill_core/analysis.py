@@ -5,6 +5,7 @@ Trade-offs (on `Store.results_frame()`, one row per finished run):
     pareto_mask / pareto_frontier    non-dominated runs: higher accuracy, lower cost
     config_key / aggregate_seeds     mean and spread over seeds of each configuration
     gap_closed / gap_closed_table    (acc - scratch) / (teacher - scratch), NaN with a reason
+    scratch_baseline                 the scratch run a distilled run is compared with
     budget_table / best_that_fits    deployment profiles (measure.budgets) on the frame
     energy_phases / reuse_savings    energy per phase, what teacher and logit reuse saved
     carbon_intensity                 g CO2eq per kWh of a country (CodeCarbon's offline table)
@@ -17,11 +18,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from importlib.resources import files
 
 import numpy as np
 import pandas as pd
 
+from .constants import SCRATCH, STUDENT
 from .errors import ConfigError
+from .measure.budgets import check_budgets, validate_profiles
 
 # -- costs --------------------------------------------------------------------------------------
 
@@ -236,15 +240,15 @@ def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "n_seeds", "gaps", "accuracy_mean", "scratch_accuracy", "teacher_accuracy", "reason", "run_ids"]
     if not len(frame) or "method" not in frame.columns:
         return pd.DataFrame(columns=cols)
-    students = frame[frame["role"] == "student"] if "role" in frame.columns else frame
+    students = frame[frame["role"] == STUDENT] if "role" in frame.columns else frame
     f = students.assign(_base=config_key(students, with_method=False), _key=config_key(students))
-    scratch = f[f["method"] == "scratch"]
-    distilled = f[f["method"] != "scratch"]
+    scratch = f[f["method"] == SCRATCH]
+    distilled = f[f["method"] != SCRATCH]
     by_seed = scratch.groupby(["_base", "seed"])["accuracy"].mean().to_dict()  # scratch accuracy per student and seed
     by_base = scratch.groupby("_base")["accuracy"].mean().to_dict()
     if "teacher_accuracy" not in f.columns:
         f = f.assign(teacher_accuracy=math.nan)
-        distilled = f[f["method"] != "scratch"]
+        distilled = f[f["method"] != SCRATCH]
     rows = []
     for _, g in distilled.groupby("_key", sort=False):
         first = g.iloc[0]
@@ -274,6 +278,21 @@ def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def scratch_baseline(frame: pd.DataFrame, run_id: int) -> pd.Series | None:
+    """The row of the same student trained from scratch on the same data and seed, for a
+    distilled run (preferably beside the same teacher); None when there is none."""
+    me = frame[frame["run_id"] == run_id]
+    if me.empty or me.iloc[0]["role"] != STUDENT or me.iloc[0]["method"] == SCRATCH:
+        return None
+    me = me.iloc[0]
+    same = frame[(frame["method"] == SCRATCH) & (frame["role"] == STUDENT) & (frame["model"] == me["model"])
+                 & (frame["dataset"] == me["dataset"]) & (frame["seed"] == me["seed"])]
+    if same.empty:
+        return None
+    beside = same[same["teacher_hash"] == me["teacher_hash"]]
+    return (beside if not beside.empty else same).iloc[-1]
+
+
 # -- temperature sweep -------------------------------------------------------------------------------
 
 
@@ -282,7 +301,7 @@ def temperature_sweep(frame: pd.DataFrame) -> pd.DataFrame:
     (students whose method has a temperature only), sorted by T."""
     if not len(frame) or "temperature" not in frame.columns:
         return pd.DataFrame()
-    f = frame[(frame.get("role") == "student") & frame["temperature"].notna()]
+    f = frame[(frame.get("role") == STUDENT) & frame["temperature"].notna()]
     if not len(f):
         return pd.DataFrame()
     agg = aggregate_seeds(f, ("accuracy", "teacher_agreement"))
@@ -315,8 +334,6 @@ def budget_table(frame: pd.DataFrame, profile: dict, name: str = "profile") -> p
     """Each run against one deployment profile (measure.budgets.check_budgets on the run's
     measurements): columns run_id, fits (True / False / None when a needed figure is
     unavailable), reason."""
-    from .measure.budgets import check_budgets, validate_profiles
-
     profile = validate_profiles({name: profile})[name]
     cols = [c for c in frame.columns if isinstance(c, str) and c.startswith("measure.")]
     ids = frame["run_id"].tolist() if "run_id" in frame.columns else [None] * len(frame)
@@ -382,14 +399,17 @@ def reuse_savings(frame: pd.DataFrame, phases: pd.DataFrame | None = None) -> di
             "how": how}
 
 
+def _energy_mix() -> dict:
+    """CodeCarbon's offline table of each country's energy mix and carbon intensity."""
+    return json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+
+
 def carbon_intensity(country: str) -> tuple[float | None, str]:
     """Grid carbon intensity of a country in g CO2eq per kWh, from the table CodeCarbon ships
     (no network). Returns (value or None, a note naming the source or why it is missing)."""
     code = (country or "").strip().upper()
     try:
-        from importlib.resources import files
-
-        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
+        table = _energy_mix()
     except Exception as exc:  # CodeCarbon missing or its data moved
         return None, f"CodeCarbon's energy-mix table could not be read: {type(exc).__name__}"
     entry = table.get(code)
@@ -401,9 +421,7 @@ def carbon_intensity(country: str) -> tuple[float | None, str]:
 def countries() -> list[str]:
     """ISO codes CodeCarbon has a carbon intensity for (empty when it is not installed)."""
     try:
-        from importlib.resources import files
-
-        table = json.loads(files("codecarbon").joinpath("data/private_infra/global_energy_mix.json").read_text())
-    except Exception:
+        table = _energy_mix()
+    except Exception:  # CodeCarbon missing or its data moved
         return []
     return sorted(k for k, v in table.items() if v.get("carbon_intensity") is not None)

@@ -8,8 +8,18 @@ import math
 import sys
 import time
 
-from .config import TEACHER, ExperimentSpec, expand, load_experiment_file
+from .config import ExperimentSpec, expand, load_experiment_file
+from .constants import TEACHER
+from .data import DATASETS
+from .engine.runner import run_one
 from .errors import DistillError
+from .flags import parse_model_flag
+from .jobs import cli as jobs_cli
+from .measure import cli as measure_cli
+from .measure import format_measurements
+from .methods import METHODS
+from .models import ARCHITECTURES, NAMED_SIZES, describe_spec
+from .presets import PRESETS, get_preset, preset_spec
 
 
 # ---------------------------------------------------------------- listing
@@ -19,16 +29,12 @@ def _print_params(params, indent="    "):
 
 
 def cmd_datasets(args):
-    from .data import DATASETS
-
     for e in DATASETS:
         print(f"{e.name}: {e.description}")
         _print_params(e.params)
 
 
 def cmd_models(args):
-    from .models import ARCHITECTURES, NAMED_SIZES
-
     for e in ARCHITECTURES:
         print(f"{e.name}: {e.description} [inputs: {', '.join(e.extra['kinds'])}]")
         _print_params(e.params)
@@ -38,8 +44,6 @@ def cmd_models(args):
 
 
 def cmd_methods(args):
-    from .methods import METHODS
-
     for m in METHODS:
         print(f"{m.name}: {m.description}")
         if m.paper:
@@ -49,42 +53,15 @@ def cmd_methods(args):
 
 
 def cmd_presets(args):
-    from .presets import PRESETS
-
     for name, p in PRESETS.items():
         print(f"{name}: {p['description']}")
 
 
 # ---------------------------------------------------------------- run
-def parse_named(text: str, key: str) -> dict:
-    """'mlp:hidden=64-64' -> {key: 'mlp', 'hidden': '64-64'}; JSON objects are accepted too."""
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise DistillError(f"{text!r}: not valid JSON ({exc})") from None
-    name, _, rest = text.partition(":")
-    out = {key: name}
-    for part in filter(None, rest.split(",")):
-        k, eq, v = part.partition("=")
-        if not eq:
-            raise DistillError(f"{text!r}: expected key=value, got {part!r}")
-        out[k.strip()] = v.strip()
-    return out
-
-
-def parse_model_flag(text: str):
-    """'mlp:hidden=64-64,dropout=0.1' -> {'arch': 'mlp', 'hidden': '64-64', ...}; a bare name stays a name."""
-    return parse_named(text, "arch") if ":" in text or text.strip().startswith("{") else text
-
-
 def spec_from_args(args) -> tuple[ExperimentSpec, list]:
     """The experiment named by --preset, a FILE, or flags; flags override a preset or file."""
     published = []
     if args.preset:
-        from .presets import get_preset, preset_spec
-
         spec, published = preset_spec(args.preset), get_preset(args.preset)["published"]
     elif args.file:
         spec = load_experiment_file(args.file)
@@ -115,18 +92,12 @@ def spec_from_args(args) -> tuple[ExperimentSpec, list]:
     return spec, published
 
 
-def run_label(cfg: dict) -> str:
-    from .models import describe_spec
-
-    return describe_spec(cfg["model"])
-
-
 def result_row(res: dict) -> dict:
     cfg, m = res["config"], res["metrics"]
     method = cfg["method"]
     train = res.get("train") or {}
     return {
-        "run": res["hash"][:8], "role": cfg["role"], "model": run_label(cfg), "method": method["name"],
+        "run": res["hash"][:8], "role": cfg["role"], "model": describe_spec(cfg["model"]), "method": method["name"],
         "T": method.get("temperature"), "alpha": method.get("alpha"), "seed": cfg["seed"], "params": res["params"],
         "accuracy": m["accuracy"], "errors": m["errors"], "top5": m.get("top5_accuracy"), "nll": m["nll"],
         "ece": m["ece"], "agreement": m.get("teacher_agreement"), "kl_teacher": m.get("teacher_kl"),
@@ -159,7 +130,7 @@ def published_rows(published: list[dict], rows: list[dict]) -> list[dict]:
     """Each published figure beside the measured one for the matching run."""
     out = []
     for p in published:
-        match = next((r for r in rows if (p["run"] == "teacher" and r["role"] == TEACHER)
+        match = next((r for r in rows if (p["run"] == TEACHER and r["role"] == TEACHER)
                       or (r["role"] != TEACHER and r["method"] == p["run"])), None)
         measured = None
         if match is not None:
@@ -190,18 +161,16 @@ def _progress_printer(stream=sys.stderr):
 
 
 def cmd_run(args):
-    from .engine.runner import run_one
-
     spec, published = spec_from_args(args)
     runs = expand(spec)
     results = []
     quiet = args.json
-    for i, cfg in enumerate(runs, 1):
+    for i, run in enumerate(runs, 1):
         if not quiet:
-            m = cfg["method"]
-            extra = "".join(f" {k}={v:g}" for k, v in m.items() if k in ("temperature", "alpha"))
-            print(f"[{i}/{len(runs)}] {cfg['role']} {run_label(cfg)} {m['name']}{extra} seed {cfg['seed']}", file=sys.stderr)
-        results.append(run_one(cfg, args.home, on_progress=None if quiet else _progress_printer()))
+            extra = "".join(f" {k}={v:g}" for k, v in run.method_knobs.items() if k in ("temperature", "alpha"))
+            print(f"[{i}/{len(runs)}] {run.role} {describe_spec(run.model)} {run.method_name}{extra} seed {run.seed}",
+                  file=sys.stderr)
+        results.append(run_one(run, args.home, on_progress=None if quiet else _progress_printer()))
     rows = [result_row(r) for r in results]
     if args.json:
         json.dump({"experiment": spec.to_dict(), "runs": results, "published": published_rows(published, rows)},
@@ -209,16 +178,11 @@ def cmd_run(args):
         print()
         return
     print(format_table(rows))
-    try:
-        from .measure import format_measurements
-    except ImportError:
-        format_measurements = None
-    if format_measurements is not None:
-        for r in results:
-            lines = format_measurements(r)
-            if lines:
-                print(f"\n{r['role']} {run_label(r['config'])} {r['config']['method']['name']} ({r['hash'][:8]}):")
-                print("\n".join("  " + s for s in lines))
+    for r in results:
+        lines = format_measurements(r)
+        if lines:
+            print(f"\n{r['role']} {describe_spec(r['config']['model'])} {r['config']['method']['name']} ({r['hash'][:8]}):")
+            print("\n".join("  " + s for s in lines))
     if published:
         print("\nPublished figures (labelled with the data they come from):")
         print(format_table(published_rows(published, rows)))
@@ -251,12 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int)
     run.add_argument("--json", action="store_true", help="machine-readable output")
     run.set_defaults(func=cmd_run)
-    for module in ("distill_core.jobs.cli", "distill_core.measure.cli"):
-        try:
-            mod = __import__(module, fromlist=["add_commands"])
-        except ImportError:
-            continue
-        mod.add_commands(sub)
+    jobs_cli.add_commands(sub)
+    measure_cli.add_commands(sub)
     return ap
 
 

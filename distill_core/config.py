@@ -1,27 +1,32 @@
-"""Experiments and runs: the one object that flows from a page (or the CLI) to a worker.
+"""Experiments and the runs they expand into.
 
 An experiment (`ExperimentSpec`) names a data set, a teacher, students, methods, temperatures,
-alphas and seeds. `expand` turns it into run configs (plain dicts): the teacher, a scratch
-baseline per student and seed, and one run per student x method x temperature x alpha x seed.
-Each run config has a content hash (`run_hash`): an identical run is the same run.
+alphas and seeds; a page, the CLI or a file builds one. `expand` validates it and turns it into
+typed runs (`run_config.RunConfig`), once per launch: the teacher, a scratch baseline per student
+and seed, and one run per student x method x temperature x alpha x seed. Each run's `hash` is
+its identity: an identical run is the same run.
 """
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data import DATASETS, dataset_knobs
-from .engine.recipe import apply_recipe
-from .engine.train import NON_SEMANTIC, train_settings
-from .errors import ConfigError, DistillError
-from .methods import ALPHA, METHODS, TEMPERATURE
-from .methods.takd import assistant_config
-from .models import check_input_kind, normalise_spec
+import yaml
 
-TEACHER, ASSISTANT, STUDENT = "teacher", "assistant", "student"
+from .constants import SCRATCH, STUDENT, TEACHER
+from .data import DATASETS, dataset_knobs, load_dataset
+from .errors import ConfigError
+from .files import file_sha256
+from .methods import ALPHA, METHODS, TEMPERATURE
+from .models import build_model, check_input_kind, normalise_spec
+from .recipes import apply_recipe
+from .registry import Param
+from .run_config import RunConfig
+from .train_params import train_settings
+
+SEED = Param("seed", 0, "random seed of a run (initialisation and batch order)", "int", 0, 2**31 - 1)
 
 
 @dataclass
@@ -43,7 +48,7 @@ class ExperimentSpec:
     transfer: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ExperimentSpec":
+    def from_dict(cls, d: dict) -> ExperimentSpec:
         if not isinstance(d, dict):
             raise ConfigError(f"an experiment must be a mapping of settings, got {type(d).__name__}")
         known = set(cls.__dataclass_fields__)
@@ -68,84 +73,55 @@ def load_experiment_file(path: str | Path) -> ExperimentSpec:
     if not path.is_file():
         raise ConfigError(f"{path}: no such experiment file")
     text = path.read_text(encoding="utf-8", errors="replace")
+    yaml_file = path.suffix.lower() in (".yaml", ".yml")
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
+        if yaml_file:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
     except Exception as exc:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from None
+        raise ConfigError(f"{path}: not valid {'YAML' if yaml_file else 'JSON'}: {exc}") from None
     try:
         return ExperimentSpec.from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def run_hash(config: dict) -> str:
-    """Content hash of a run config, ignoring settings that do not change its numbers."""
-    def strip(c):
-        c = dict(c)
-        c["train"] = {k: v for k, v in c["train"].items() if k not in NON_SEMANTIC}
-        if c.get("teacher"):
-            c["teacher"] = strip(c["teacher"])
-        c.pop("label", None)
-        return c
-
-    blob = json.dumps(strip(config), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def dataset_name_and_knobs(dataset: dict) -> tuple[str, dict]:
-    """(name, knobs) of a run config's data set, as `load_dataset` and an ExperimentSpec take
-    them: without the fingerprint of a user's file that `expand` adds."""
-    knobs = {k: v for k, v in dataset.items() if k not in ("name", "sha256")}
-    return dataset["name"], knobs
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _check_list(name: str, values: list, lo: float, hi: float, kind=float) -> list:
+def sweep(values: list, param: Param, what: str) -> list:
+    """The values of a sweep (temperatures, alphas, seeds), each checked by its Param, in
+    order and without repeats; a bad one is a ConfigError naming `what`."""
     if not values:
-        raise ConfigError(f"{name}: give at least one value")
+        raise ConfigError(f"{what}: give at least one value")
     out = []
     for v in values:
         try:
-            v = kind(v)
+            number = float(v)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name}: {v!r} is not a number") from None
-        if not lo <= v <= hi:
-            raise ConfigError(f"{name}: {v} is outside [{lo}, {hi}]")
-        out.append(v)
+            raise ConfigError(f"{what}: {v!r} is not a number") from None
+        try:
+            out.append(param.coerce(v))
+        except ConfigError as exc:
+            if param.min is not None and number < param.min or param.max is not None and number > param.max:
+                shown = number if param.kind == "float" else v
+                raise ConfigError(f"{what}: {shown} is outside [{param.min}, {param.max}]") from None
+            raise ConfigError(f"{what}: {exc}") from None
     return list(dict.fromkeys(out))
 
 
-def _teacher_config(spec: ExperimentSpec, dataset: dict, info) -> dict:
+def _teacher_config(spec: ExperimentSpec, dataset: dict, kind: str) -> RunConfig:
     teacher = spec.teacher
     settings = train_settings(spec.teacher_train if spec.teacher_train is not None else spec.train)
+    weights = None
     if isinstance(teacher, dict) and "weights" in teacher:
         path = Path(teacher["weights"])
         if not path.is_file():
             raise ConfigError(f"teacher weights {path}: no such file")
-        model = normalise_spec(teacher.get("model") or {})
-        check_input_kind(model, info.kind)
+        teacher = teacher.get("model") or {}
         weights = {"path": str(path), "sha256": file_sha256(path)}
-    else:
-        model = normalise_spec(teacher)
-        check_input_kind(model, info.kind)
-        weights = None
-    cfg = {"role": TEACHER, "dataset": dataset, "model": model, "method": {"name": "scratch"},
-           "train": apply_recipe(settings, model, info.kind), "seed": 0, "teacher": None}
-    if weights:
-        cfg["weights"] = weights
-    return cfg
+    model = normalise_spec(teacher)
+    check_input_kind(model, kind)
+    return RunConfig(role=TEACHER, dataset=dataset, model=model, method={"name": SCRATCH},
+                     train=apply_recipe(settings, model, kind), seed=0, weights=weights)
 
 
 def _check_transfer(transfer, num_classes: int) -> dict:
@@ -161,7 +137,7 @@ def _check_transfer(transfer, num_classes: int) -> dict:
     return {"omit_class": k}
 
 
-def expand(spec: ExperimentSpec) -> list[dict]:
+def expand(spec: ExperimentSpec) -> list[RunConfig]:
     """Validate an experiment and list its runs, dependencies first (teacher, then students).
 
     Raises ConfigError (a DistillError) with a message fit for the widget it concerns.
@@ -172,12 +148,10 @@ def expand(spec: ExperimentSpec) -> list[dict]:
     dataset = {"name": spec.dataset, **knobs}
     if knobs.get("path") and Path(knobs["path"]).is_file():
         # A user's file is part of the run's identity: edited in place, it makes new runs (and a
-        # new teacher), and a worker refuses it if it changed after submission (runner.load_data).
+        # new teacher), and a worker refuses it if it changed after submission (data/cache.py).
         dataset["sha256"] = file_sha256(knobs["path"])
-    from .data import load_dataset  # the data set must load: its errors belong to validation
-
-    info = load_dataset(spec.dataset, **knobs).info
-    teacher = _teacher_config(spec, dataset, info)
+    info = load_dataset(spec.dataset, **knobs).info  # the data set must load: its errors belong to validation
+    teacher = _teacher_config(spec, dataset, info.kind)
     if not spec.students:
         raise ConfigError("students: choose at least one student architecture")
     students = []
@@ -186,29 +160,29 @@ def expand(spec: ExperimentSpec) -> list[dict]:
         check_input_kind(model, info.kind)
         students.append(model)
     students = list({json.dumps(s, sort_keys=True): s for s in students}.values())
-    temperatures = _check_list("temperatures", spec.temperatures, 0.1, 100.0)
-    alphas = _check_list("alphas", spec.alphas, 0.0, 1.0)
-    seeds = _check_list("seeds", spec.seeds, 0, 2**31 - 1, int)
-    extra = {"transfer": tr} if (tr := _check_transfer(spec.transfer, info.num_classes)) else {}  # students only
+    temperatures = sweep(spec.temperatures, TEMPERATURE, "temperatures")
+    alphas = sweep(spec.alphas, ALPHA, "alphas")
+    seeds = sweep(spec.seeds, SEED, "seeds")
+    transfer = _check_transfer(spec.transfer, info.num_classes) or None  # students only
     settings = train_settings(spec.train)
     if not spec.methods:
         raise ConfigError("methods: choose at least one method")
 
-    from .models import build_model  # cheap: models of these sizes build in milliseconds
+    t_model = build_model(teacher.model, info.input_shape, info.num_classes)  # milliseconds at these sizes
+    runs: list[RunConfig] = [teacher]
+    seen = {teacher.hash}
 
-    t_model = build_model(teacher["model"], info.input_shape, info.num_classes)
-    runs: list[dict] = [teacher]
-    seen = {run_hash(teacher)}
+    def add(run: RunConfig) -> None:
+        if run.hash not in seen:
+            seen.add(run.hash)
+            runs.append(run)
 
-    def add(cfg):
-        h = run_hash(cfg)
-        if h not in seen:
-            seen.add(h)
-            runs.append(cfg)
+    def student(model: dict, method: dict, seed: int, run_teacher: RunConfig) -> RunConfig:
+        return RunConfig(role=STUDENT, dataset=dataset, model=model, method=method,
+                         train=apply_recipe(settings, model, info.kind), seed=seed, teacher=run_teacher, transfer=transfer)
 
-    for student in students:
-        s_model = build_model(student, info.input_shape, info.num_classes)
-        s_settings = apply_recipe(settings, student, info.kind)
+    for model in students:
+        s_model = build_model(model, info.input_shape, info.num_classes)
         for method_spec in spec.methods:
             if isinstance(method_spec, str):
                 method_spec = {"name": method_spec}
@@ -218,7 +192,7 @@ def expand(spec: ExperimentSpec) -> list[dict]:
             reason = cls.incompatibility(s_model, t_model)
             if reason:
                 ok = [m.name for m in METHODS if m.incompatibility(s_model, t_model) is None]
-                raise ConfigError(f"method {cls.name} cannot distil into {student['arch']}: {reason}. "
+                raise ConfigError(f"method {cls.name} cannot distil into {model['arch']}: {reason}. "
                                   f"Methods that work here: {', '.join(ok)}")
             knobs = {k: v for k, v in method_spec.items() if k != "name"}
             # The experiment's temperature and alpha grids apply to methods whose knobs are the
@@ -227,30 +201,30 @@ def expand(spec: ExperimentSpec) -> list[dict]:
             grid_a = alphas if ALPHA in cls.params and "alpha" not in knobs else [None]
             for t in grid_t:
                 for a in grid_a:
-                    k = dict(knobs)
-                    if t is not None:
-                        k["temperature"] = t
-                    if a is not None:
-                        k["alpha"] = a
-                    method = {"name": cls.name, **cls(**k).knobs}  # validates and fills defaults
-                    # takd learns from an assistant, itself distilled from the teacher (cached like one).
-                    run_teacher = assistant_config(method, teacher, info.kind) if cls.name == "takd" else teacher
+                    given = {**knobs, **({"temperature": t} if t is not None else {}), **({"alpha": a} if a is not None else {})}
+                    valid = cls.coerce(given)
+                    run_teacher = cls.teacher_for(valid, teacher, info.kind)
                     for seed in seeds:
-                        add({"role": STUDENT, "dataset": dataset, "model": student, "method": method,
-                             "train": s_settings, "seed": seed, "teacher": run_teacher, **extra})
+                        add(student(model, {"name": cls.name, **valid}, seed, run_teacher))
         if spec.baseline:
             for seed in seeds:
-                add({"role": STUDENT, "dataset": dataset, "model": student, "method": {"name": "scratch"},
-                     "train": s_settings, "seed": seed, "teacher": teacher, **extra})
+                add(student(model, {"name": SCRATCH}, seed, teacher))
     # Every student names the teacher, also those that do not learn from it: their agreement
     # with it is measured. Dependencies come first: the teacher, then the students in order.
     return runs
 
 
-def validate(spec: ExperimentSpec) -> list[str]:
-    """Error messages (empty when the experiment can run)."""
-    try:
-        expand(spec)
-    except DistillError as exc:
-        return [str(exc)]
-    return []
+def incompatibilities(method: str, students: list, teacher, input_shape, num_classes: int) -> dict[int, str]:
+    """Why `method` cannot distil into each student (by index) from this teacher, for the
+    students that cannot; the same check `expand` makes, on a form not yet complete (a student
+    given as None is skipped)."""
+    cls = METHODS.get(method)
+    t_model = build_model(teacher, tuple(input_shape), num_classes)
+    out = {}
+    for i, spec in enumerate(students):
+        if spec is None:
+            continue
+        why = cls.incompatibility(build_model(spec, tuple(input_shape), num_classes), t_model)
+        if why:
+            out[i] = why
+    return out

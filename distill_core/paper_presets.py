@@ -5,7 +5,7 @@ Run on the user's own copy of CIFAR (nothing is downloaded):
     python -m distill_core run --preset cifar100-resnet32x4-resnet8x4 --data path=cifar-100-python.tar.gz
 
 The methods' knobs are the papers' (translated where the lab writes a loss differently, said
-beside each); training is the CIFAR recipe (engine/recipe.py): 240 epochs of SGD, batch 64.
+beside each); training is the CIFAR recipe (recipes.py): 240 epochs of SGD, batch 64.
 Two differences from the papers remain and are said in the output: 2% of the training images
 are held out for validation (the papers train on all 50,000), and the accuracy reported is the
 last epoch's on the test set (RepDistiller prints the best test accuracy seen during training).

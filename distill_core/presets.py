@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .config import ExperimentSpec
+from .constants import SCRATCH, TEACHER
 from .errors import ConfigError
 
 PRESETS: dict[str, dict] = {
@@ -65,3 +66,26 @@ def get_preset(name: str) -> dict:
 
 def preset_spec(name: str) -> ExperimentSpec:
     return ExperimentSpec.from_dict(get_preset(name)["spec"])
+
+
+def published_beside_measured(name: str, measured: dict) -> list[dict]:
+    """Rows of a preset's published figures beside the measured ones. `measured` maps "teacher",
+    "scratch" or a method name to a finished run's results row (Store.results_frame); without
+    published figures, the preset's runs are listed with what was measured."""
+    p = get_preset(name)
+    runnable = {TEACHER, SCRATCH, *(m["name"] if isinstance(m, dict) else m for m in p["spec"].get("methods", []))}
+    rows = []
+    for pub in p["published"] or [{"run": r, "metric": "accuracy", "value": None, "source": ""} for r in (TEACHER, SCRATCH, "kd")]:
+        m = measured.get(pub["run"])
+        got = None
+        if m is not None:
+            if pub["metric"] == "errors":
+                of = pub.get("of", 10000)
+                got = f"{m['errors']:.0f} of {m['n_test']:.0f} ({m['errors'] / m['n_test'] * of:.0f} per {of:,})"
+            else:
+                got = f"{m['accuracy']:.4f}"
+        published = "—" if pub["value"] is None else (f"{pub['value']} of {pub['of']:,}" if pub.get("of") else f"{pub['value']}")
+        rows.append({"run": pub["run"], "metric": pub["metric"], "published": published,
+                     "measured here": got or ("not run yet" if pub["run"] in runnable else "not part of this preset"),
+                     "source": pub.get("source", "")})
+    return rows

@@ -24,6 +24,9 @@ class Param:
     min: float | None = None
     max: float | None = None
     choices: tuple = ()
+    # A rule beyond type and range: takes the typed value, returns it (normalised) or raises
+    # ValueError with the reason, e.g. "must be a 3-letter ISO code ...".
+    check: Callable[[Any], Any] | None = None
 
     def coerce(self, value: Any, owner: str = "") -> Any:
         """Return `value` converted to this knob's type, or raise ConfigError saying why."""
@@ -62,7 +65,19 @@ class Param:
                     raise ConfigError(f"{where}{self.name} must be >= {self.min}, got {v}")
                 if self.max is not None and v > self.max:
                     raise ConfigError(f"{where}{self.name} must be <= {self.max}, got {v}")
+        if self.check is not None:
+            try:
+                value = self.check(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where}{self.name} {exc}") from None
         return value
+
+    def __get__(self, obj, owner=None):
+        """Declared as a class attribute (`temperature = TEMPERATURE` in a Method), a Param reads
+        an instance's value from its validated `knobs`; on the class it is the Param itself."""
+        if obj is None:
+            return self
+        return obj.knobs[self.name]
 
     def describe(self) -> str:
         rng = ""

@@ -1,24 +1,25 @@
-"""The Learn page's figures: plain functions of logits, and of saved models by inference only.
+"""The Learn page's figures: plain functions of logits.
 
     soften, entropy          a teacher's softmax at temperature T and its entropy
     dark_knowledge           the teacher's mean softened prediction per true class
+    most_alike               the pairs of classes the teacher thinks most alike
     kd_anatomy               the KD loss's soft and hard terms on a batch
     class_bias_sweep         accuracy as a bias is added to one class's logit (omitted class)
-    grid_points, decision_surface   a 2-D model's class probabilities on a grid
-    load_run_model, run_weights, test_logits, teacher_logits   what a finished run saved
+    grid_points              a grid over 2-D inputs (saved_runs.decision_surface evaluates a model on it)
 
-Nothing here trains and nothing imports streamlit.
+Plain functions of tensors: nothing here trains, loads a model or imports streamlit.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .errors import ConfigError
+from .methods.base import ALPHA, soft_kl
+from .methods.kd import kd_loss
 
 # -- teaching: temperature, entropy, dark knowledge, the KD loss ----------------------------------------------
 
@@ -54,18 +55,30 @@ def dark_knowledge(logits, targets, temperature: float, num_classes: int | None 
     return out
 
 
+def most_alike(dark: np.ndarray, n: int = 3) -> list[tuple[int, int]]:
+    """The `n` pairs of classes (i, j) with the most probability mass between them, both ways,
+    in a dark-knowledge matrix (`dark_knowledge`); pairs with none are left out."""
+    off = np.array(dark, dtype=float)
+    np.fill_diagonal(off, np.nan)
+    sym = np.nan_to_num(off + off.T, nan=-1)
+    pairs = []
+    for _ in range(n):
+        a, b = np.unravel_index(np.argmax(sym), sym.shape)
+        if sym[a, b] <= 0:
+            break
+        pairs.append((int(a), int(b)))
+        sym[a, b] = sym[b, a] = -1
+    return pairs
+
+
 def kd_anatomy(student_logits, teacher_logits, targets, temperature: float, alpha: float) -> dict:
     """The KD loss on one batch, term by term (distill_core.methods.kd.kd_loss):
     kl (the soft term without T^2), soft (= T^2 * kl), hard (cross-entropy with the labels),
     weighted_soft (alpha * soft), weighted_hard ((1 - alpha) * hard) and total."""
-    from .methods.kd import kd_loss
-    from .methods.base import soft_kl
-
     s = torch.as_tensor(student_logits, dtype=torch.float32)
     t = torch.as_tensor(teacher_logits, dtype=torch.float32)
     y = torch.as_tensor(targets, dtype=torch.long)
-    if not 0.0 <= alpha <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    alpha = ALPHA.coerce(alpha)
     with torch.no_grad():
         total, soft, hard = kd_loss(s, t, y, float(temperature), float(alpha))
         kl = soft_kl(s, t, float(temperature))
@@ -107,72 +120,3 @@ def grid_points(x, steps: int = 150, margin: float = 0.1) -> tuple[np.ndarray, n
     gx, gy = np.meshgrid(xs, ys)
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     return xs, ys, pts
-
-
-# -- loading what a run saved (inference only) ---------------------------------------------------------------
-
-
-def load_run_model(config: dict, weights: str | Path):
-    """The trained model of a run from its config and saved weights, in eval mode, with its
-    data set (loaded once per process). Inference only: nothing is trained here."""
-    from .engine.runner import load_data
-    from .models import build_model, load_weights
-
-    weights = Path(weights)
-    if not weights.is_file():
-        raise FileNotFoundError(f"no weights at {weights} (the run was deleted?)")
-    data = load_data(config["dataset"])
-    model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
-    load_weights(model, weights)
-    return model.eval(), data
-
-
-def run_weights(home: str | Path, config: dict) -> Path:
-    """Where a finished run keeps its weights: <home>/runs/<hash>/weights.safetensors."""
-    from .config import run_hash
-
-    return Path(home) / "runs" / run_hash(config) / "weights.safetensors"
-
-
-def test_logits(config: dict, weights: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(logits, labels) of a run's saved model on the test split (the first `limit` samples)."""
-    from .engine.evaluate import predict_logits
-
-    model, data = load_run_model(config, weights)
-    x, y = data.x_test, data.y_test
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
-    return predict_logits(model, x).numpy(), y.numpy()
-
-
-def decision_surface(config: dict, weights: str | Path, steps: int = 120) -> dict:
-    """A 2-D model's class probabilities on a grid over its training inputs (inference only).
-
-    Returns xs, ys (grid axes), probs (steps x steps x K), x_train, y_train, test_accuracy.
-    """
-    from .engine.evaluate import predict_logits
-
-    model, data = load_run_model(config, weights)
-    xs, ys, pts = grid_points(data.x_train.numpy(), steps)
-    probs = torch.softmax(predict_logits(model, pts), 1).numpy().reshape(len(ys), len(xs), -1)
-    acc = (predict_logits(model, data.x_test).argmax(1) == data.y_test).float().mean().item()
-    return {"xs": xs, "ys": ys, "probs": probs, "x_train": data.x_train.numpy(), "y_train": data.y_train.numpy(),
-            "test_accuracy": acc, "classes": list(data.info.class_names)}
-
-
-def teacher_logits(home: str | Path, teacher: dict | str) -> dict[str, torch.Tensor] | None:
-    """The cached logits (train / val / test) of a trained teacher, given its run config or
-    its cache hash; None when it is not cached."""
-    from safetensors.torch import load_file
-
-    from .config import run_hash
-
-    if isinstance(teacher, str):
-        keys = [teacher]
-    else:
-        keys = [run_hash({k: v for k, v in teacher.items() if k != "measure"}), run_hash(teacher)]
-    for h in keys:
-        path = Path(home) / "teachers" / h / "logits.safetensors"
-        if path.is_file():
-            return load_file(str(path))
-    return None

@@ -11,28 +11,16 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 from distill_core import analysis as A
+from distill_core.constants import QUEUED, RUNNING, STUDENT
 from distill_core.measure.budgets import LATENCY_OF, SIZE_OF, load_profiles
-from pages import common as C
+from ui import compare_figures as F
+from ui import state
+from ui.format import fmt_co2, fmt_energy
+from ui.nav import page_setup
 
-LANDMARK_COLOURS = {"teacher": "#222222", "scratch": "#9e9e9e"}
-PALETTE = px.colors.qualitative.Plotly
-HOVER = ["label", "model", "method_label", "teacher", "dataset", "train.epochs", "train.lr", "seeds", "run_ids"]
 MAX_ENERGY_RUNS = 40  # bars per energy chart; more are summed in the metrics, not drawn
-
-
-def kind_of(frame: pd.DataFrame) -> pd.Series:
-    """What colours a point: the teacher, the scratch student, or the method."""
-    kind = frame["method"].fillna("?").astype(str)
-    kind = kind.mask(frame["role"] != "student", frame["role"])
-    return kind
-
-
-def colour_map(kinds) -> dict:
-    others = sorted(k for k in set(kinds) if k not in LANDMARK_COLOURS)
-    return {**LANDMARK_COLOURS, **{k: PALETTE[i % len(PALETTE)] for i, k in enumerate(others)}}
 
 
 def html_download(fig: go.Figure, name: str, key: str) -> None:
@@ -43,67 +31,6 @@ def html_download(fig: go.Figure, name: str, key: str) -> None:
                        icon=":material/download:")
 
 
-def points(frame: pd.DataFrame, values: list[str], average: bool) -> pd.DataFrame:
-    """What a trade-off plot draws: one row per run, or per configuration averaged over seeds
-    (columns `<v>` hold the mean then, `<v>_std` the spread)."""
-    if not average:
-        out = frame.copy()
-        out["seeds"] = out["seed"].map(lambda s: "" if pd.isna(s) else f"{s:g}")
-        out["run_ids"] = out["run_id"].astype(str)
-        out["n_seeds"] = 1
-        for v in values:
-            out[f"{v}_std"] = np.nan
-        return out
-    agg = A.aggregate_seeds(frame, values)
-    for v in values:
-        agg[v] = agg[f"{v}_mean"]
-    if len(agg):  # a configuration's name, without the seed of its first run
-        agg["label"] = np.where(agg["role"] == "student", agg["model"].astype(str) + " · " + agg["method_label"].astype(str),
-                                agg["role"].astype(str) + " " + agg["model"].astype(str))
-    return agg
-
-
-SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "triangle-down", "pentagon", "hexagon"]
-
-
-def trade_off_figure(pts: pd.DataFrame, column: str, title: str, colours: dict, average: bool) -> tuple[go.Figure, pd.DataFrame]:
-    """Accuracy against one cost: a point per run (or configuration), coloured by method, shaped
-    by student architecture, landmarks labelled, the Pareto frontier as a staircase. Returns the
-    figure and the frontier's rows. (Built from graph objects: plotly express costs ~10x more.)"""
-    d = pts[pts[column].notna() & pts["accuracy"].notna()]
-    archs = sorted(d["arch"].fillna("?").unique())
-    hover = [c for c in HOVER if c in d.columns and c != "label"]
-    template = ("<b>%{hovertext}</b><br>" + title + ": %{x:.4g}<br>accuracy: %{y:.4f}"
-                + ("<br>± %{error_y.array:.4f} over seeds" if average else "")
-                + "".join(f"<br>{c.replace('_', ' ')}: %{{customdata[{i}]}}" for i, c in enumerate(hover)) + "<extra></extra>")
-    fig = go.Figure()
-    for (kind, arch), g in d.groupby([d["kind"], d["arch"].fillna("?")], sort=False):
-        marker = dict(size=11, color=colours.get(kind), symbol=SYMBOLS[archs.index(arch) % len(SYMBOLS)],
-                      line=dict(width=1, color="white"))
-        if kind == "teacher":  # landmarks stand out: the teacher as a star, scratch students ringed
-            marker.update(symbol="star", size=16)
-        elif kind == "scratch":
-            marker["line"] = dict(width=2, color="#616161")
-        fig.add_trace(go.Scatter(
-            x=g[column], y=g["accuracy"], mode="markers", name=f"{kind}, {arch}", legendgroup=f"{kind}, {arch}",
-            marker=marker, hovertext=g["label"], customdata=g[hover].astype(str).to_numpy(), hovertemplate=template,
-            error_y=dict(type="data", array=g["accuracy_std"], visible=True, thickness=1.2) if average else None))
-    front = d[A.pareto_mask(d[column], d["accuracy"])].sort_values([column, "accuracy"], ascending=[True, False])
-    if len(front):
-        fig.add_trace(go.Scatter(x=front[column], y=front["accuracy"], mode="lines", line_shape="hv",
-                                 line=dict(color="rgba(40,40,40,0.55)", dash="dot", width=2), name="Pareto frontier",
-                                 hoverinfo="skip"))
-    log = len(d) > 0 and bool((d[column] > 0).all()) and d[column].max() / d[column].min() > 20
-    teachers = d[d["kind"] == "teacher"].sort_values("accuracy", ascending=False).drop_duplicates("model")
-    for _, r in teachers.iterrows():  # a log axis places annotations by log10(x)
-        fig.add_annotation(x=math.log10(r[column]) if log else r[column], y=r["accuracy"], text="teacher",
-                           showarrow=True, arrowhead=0, ax=0, ay=-24, font=dict(size=11))
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font=dict(size=11), orientation="h", y=-0.22, yanchor="top"),
-                      title=dict(text=f"accuracy vs {title}", font=dict(size=15)),
-                      xaxis=dict(type="log" if log else "linear", title=title), yaxis=dict(title="test accuracy"))
-    return fig, front
-
-
 def filters(frame: pd.DataFrame) -> pd.DataFrame:
     """Data set (one at a time: accuracies of different data sets do not share an axis),
     teacher, method and student."""
@@ -111,24 +38,24 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
     sets = frame["dataset"].dropna().value_counts().index.tolist()
     ds = c1.selectbox("Data set", sets, key="cmp-dataset")
     f = frame[frame["dataset"] == ds]
-    teacher_name = f["teacher"].where(f["role"] == "student", f["model"])
+    teacher_name = f["teacher"].where(f["role"] == STUDENT, f["model"])
     teachers = sorted(teacher_name.dropna().unique())
     pick_t = c2.multiselect("Teacher", teachers, default=teachers, key=f"cmp-teacher-{ds}")
-    students = f[f["role"] == "student"]
+    students = f[f["role"] == STUDENT]
     methods = sorted(students["method"].dropna().unique())
     pick_m = c3.multiselect("Method", methods, default=methods, key=f"cmp-method-{ds}",
                             help="scratch is the student trained without a teacher: the baseline")
     models = sorted(students["model"].dropna().unique())
     pick_s = c4.multiselect("Student", models, default=models, key=f"cmp-student-{ds}")
-    keep = teacher_name.isin(pick_t) & ((f["role"] != "student") | (f["method"].isin(pick_m) & f["model"].isin(pick_s)))
+    keep = teacher_name.isin(pick_t) & ((f["role"] != STUDENT) | (f["method"].isin(pick_m) & f["model"].isin(pick_s)))
     return f[keep]
 
 
 def section_tradeoffs(sel: pd.DataFrame, colours: dict, average: bool) -> None:
     costs = A.cost_columns(sel)
     values = ["accuracy"] + [c["column"] for c in costs.values() if c["column"]]
-    pts = points(sel, values, average)
-    pts["kind"] = kind_of(pts)
+    pts = F.points(sel, values, average)
+    pts["kind"] = F.kind_of(pts)
     st.caption("Each point is " + ("a configuration, averaged over its seeds (bars: one standard deviation)"
                                    if average else "one run") +
                ". The teacher (star) and the scratch students (grey) are the landmarks; the dotted staircase is "
@@ -141,7 +68,7 @@ def section_tradeoffs(sel: pd.DataFrame, colours: dict, average: bool) -> None:
                 st.markdown(f"**accuracy vs {cost.title}**")
                 st.info(f"{cost.title}: unavailable. {c['reason']}", icon=":material/block:")
                 continue
-            fig, front = trade_off_figure(pts, c["column"], cost.title, colours, average)
+            fig, front = F.trade_off_figure(pts, c["column"], cost.title, colours, average)
             missing = int(pts[c["column"]].isna().sum())
             st.plotly_chart(fig, key=f"tradeoff-{key}", width="stretch")
             note = f"On the frontier: {'; '.join(front['label'].astype(str).head(4))}" + (" ..." if len(front) > 4 else "")
@@ -151,44 +78,13 @@ def section_tradeoffs(sel: pd.DataFrame, colours: dict, average: bool) -> None:
             html_download(fig, f"tradeoff-{key}", key)
 
 
-def student_colours(models) -> dict:
-    return {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(dict.fromkeys(models))}
-
-
 def section_temperature(sel: pd.DataFrame) -> None:
     sweep = A.temperature_sweep(sel)
     if sweep.empty:
         st.info("No distilled student with a temperature in this selection. Run a temperature sweep "
                 "(several temperatures on the New experiment page) to see how T changes what a student learns.")
         return
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("test accuracy", "agreement with the teacher"),
-                        horizontal_spacing=0.08)
-    dashes = ["solid", "dash", "dashdot", "longdash"]
-    methods = list(dict.fromkeys(sweep["method"]))
-    scratch = sel[(sel["role"] == "student") & (sel["method"] == "scratch")]
-    colours = student_colours(list(sweep["model"]) + list(scratch["model"]))
-    for (model, method), g in sweep.groupby(["model", "method"], sort=False):
-        g = g.sort_values("temperature")
-        name = f"{model} · {method}"
-        style = dict(color=colours[model], dash=dashes[methods.index(method) % len(dashes)])
-        for col, metric in ((1, "accuracy"), (2, "teacher_agreement")):
-            fig.add_trace(go.Scatter(x=g["temperature"], y=g[f"{metric}_mean"], error_y=dict(array=g[f"{metric}_std"]),
-                                     mode="lines+markers", name=name, legendgroup=name, showlegend=col == 1, line=style,
-                                     customdata=g[["n_seeds"]], hovertemplate="T=%{x}<br>%{y:.4f} (seeds: %{customdata[0]})"),
-                          row=1, col=col)
-    labelled = set()
-    for _, t in sel[sel["role"] == "teacher"].drop_duplicates("hash").sort_values("accuracy", ascending=False).iterrows():
-        label = {} if t["model"] in labelled else dict(annotation_text=f"teacher {t['model']}", annotation_position="top left")
-        labelled.add(t["model"])
-        fig.add_hline(y=t["accuracy"], line=dict(color="#222", width=1.5), row=1, col=1, **label)
-    for model, g in scratch.groupby("model"):  # the scratch student: the same colour as its distilled curves, dotted
-        for col, metric in ((1, "accuracy"), (2, "teacher_agreement")):
-            if g[metric].notna().any():
-                fig.add_hline(y=g[metric].mean(), line=dict(color=colours[model], dash="dot", width=1.5), row=1, col=col,
-                              annotation_text=f"scratch {model}", annotation_position="bottom right",
-                              annotation_font=dict(size=10, color=colours[model]))
-    fig.update_xaxes(title="temperature T", type="log" if sweep["temperature"].max() / sweep["temperature"].min() > 8 else "linear")
-    fig.update_layout(height=460, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.2))
+    fig = F.temperature_figure(sweep, sel)
     st.plotly_chart(fig, key="temperature-sweep", width="stretch")
     st.caption("Mean over seeds, bars one standard deviation. Horizontal lines: the teacher (black) and each scratch "
                "student (dotted, in its student's colour), trained on the same seeds.")
@@ -206,7 +102,7 @@ def section_gap(sel: pd.DataFrame) -> None:
     ok = gaps[gaps["gap_mean"].notna()]
     if len(ok):
         fig = px.bar(ok, y="name", x="gap_mean", error_x="gap_std", color="model", orientation="h",
-                     color_discrete_map=student_colours(gaps["model"]),
+                     color_discrete_map=F.student_colours(gaps["model"]),
                      hover_data={"n_seeds": True, "accuracy_mean": ":.4f", "scratch_accuracy": ":.4f",
                                  "teacher_accuracy": ":.4f", "name": False},
                      labels={"gap_mean": "gap closed", "name": "", "model": "student"})
@@ -235,7 +131,7 @@ def section_energy(sel: pd.DataFrame) -> None:
     label = "measured" if hows == ["measured"] else "estimated"
     method = sel.get("energy.method", pd.Series(dtype=object)).dropna()
     countries = A.countries()
-    start = C.load_settings()["country"]
+    start = state.settings()["country"]
     c1, c2 = st.columns([1, 3])
     country = c1.selectbox("Country for CO2eq", countries or [start], index=(countries.index(start) if start in countries else 0),
                            key="cmp-country", help="grid carbon intensity from CodeCarbon's offline energy-mix table")
@@ -243,13 +139,13 @@ def section_energy(sel: pd.DataFrame) -> None:
     spent = long[~long["reused"]]
     saved = A.reuse_savings(sel, long)
     m1, m2, m3 = st.columns(3)
-    m1.metric(f"Energy spent ({label})", C.fmt_energy(spent["kwh"].sum()))
+    m1.metric(f"Energy spent ({label})", fmt_energy(spent["kwh"].sum()))
     m2.metric(f"CO2eq in {country} ({label})",
-              C.fmt_co2(spent["kwh"].sum() * intensity / 1000) if intensity is not None else "unavailable", help=note)
+              fmt_co2(spent["kwh"].sum() * intensity / 1000) if intensity is not None else "unavailable", help=note)
     if math.isnan(saved["saved_kwh"]):
         m3.metric("Saved by teacher and logit reuse", "none", help="no run reused a cached teacher")
     else:
-        m3.metric("Saved by teacher and logit reuse", C.fmt_energy(saved["saved_kwh"]),
+        m3.metric("Saved by teacher and logit reuse", fmt_energy(saved["saved_kwh"]),
                   help=f"{saved['runs_reusing']} run(s) took the teacher's weights and logits from the cache instead "
                        "of training it and running it over the data again")
     c2.caption(f"Energy is **{label}**: {method.iloc[0] if len(method) else 'CodeCarbon'}. "
@@ -338,18 +234,18 @@ def section_table(sel: pd.DataFrame) -> None:
 
 
 def main() -> None:
+    page_setup()
     st.title("Compare")
     st.caption("What does a student give up, and what does it get? Accuracy against size, speed and energy, "
                "with the teacher and the scratch student as landmarks.")
-    C.page_style()
-    store = C.store()
-    frame = A.add_training_energy(C.results_frame())
-    state = store.queue_state()
+    store = state.store()
+    frame = A.add_training_energy(state.results_frame())
+    counts = store.queue_state()
     if frame.empty:
         st.info("No finished runs yet. Start the quick demo on the Home page or design an experiment; "
                 "results appear here as runs finish.")
         return
-    busy = state.get("running", 0) + state.get("queued", 0)
+    busy = counts.get(RUNNING, 0) + counts.get(QUEUED, 0)
     top = st.columns([3, 1])
     if busy:
         top[0].caption(f"{busy} run(s) still queued or running: their results appear here as they finish.")
@@ -361,7 +257,7 @@ def main() -> None:
         return
     average = st.toggle("Average over seeds", value=True, key="cmp-average",
                         help="on: one point per configuration, mean and spread over seeds; off: one point per run")
-    colours = colour_map(kind_of(sel))
+    colours = F.colour_map(F.kind_of(sel))
     tabs = st.tabs(["Trade-offs", "Temperature", "Gap closed", "Energy", "Budgets", "Runs"])
     with tabs[0]:
         section_tradeoffs(sel, colours, average)

@@ -1,13 +1,15 @@
 """Home: what distillation is, a one-click quick demo, the queue and the latest results."""
 import streamlit as st
 
+from distill_core.constants import ACTIVE, DONE, FAILED, QUEUED, RUNNING, SCRATCH, STUDENT, TEACHER
 from distill_core.errors import DistillError
-from distill_core.presets import PRESETS
-from pages import common as c
+from distill_core.presets import PRESETS, preset_spec
+from ui import figures, nav, state
+from ui.format import fmt_pct
 
 DEMO = "digits-quick"
 
-c.page_style()
+nav.page_setup()
 st.title(":material/science: Distillation Lab")
 st.markdown(
     "**Knowledge distillation** trains a small *student* network to imitate a large *teacher*: "
@@ -18,8 +20,8 @@ st.markdown(
     "trained from scratch, and measures what each one costs."
 )
 
-s = c.store()
-settings = c.load_settings()
+s = state.store()
+settings = state.settings()
 
 left, right = st.columns([3, 2], gap="large")
 with left:
@@ -27,7 +29,7 @@ with left:
     st.write(PRESETS[DEMO]["description"])
     if st.button("Run the quick demo", type="primary", icon=":material/play_arrow:", key="demo"):
         try:
-            exp_id, run_ids = c.submit(PRESETS[DEMO]["spec"])
+            exp_id, run_ids = state.submit(preset_spec(DEMO))
         except DistillError as exc:
             st.error(str(exc))
         else:
@@ -35,24 +37,24 @@ with left:
             st.toast(f"Quick demo queued: {len(run_ids)} runs")
 
 counts = s.queue_state()
-active = bool(counts["queued"] or counts["running"])
+active = bool(counts[QUEUED] or counts[RUNNING])
 poll = settings["refresh_seconds"] if active else None  # poll only while something is queued or runs
 
 
 @st.fragment(run_every=poll)
 def queue_panel():
     now = s.queue_state()
-    if active and not (now["queued"] or now["running"]):
+    if active and not (now[QUEUED] or now[RUNNING]):
         st.rerun()  # the queue just emptied: redraw the whole page once, which stops the polling
     cols = st.columns(4)
-    for col, status in zip(cols, ("queued", "running", "done", "failed")):
+    for col, status in zip(cols, (QUEUED, RUNNING, DONE, FAILED)):
         col.metric(status, now.get(status, 0))
-    if c.pool_alive():
+    if state.pool_alive():
         st.caption("Workers: running.")
-    elif now["queued"] or now["running"]:
+    elif now[QUEUED] or now[RUNNING]:
         st.warning("No worker pool is running, so queued runs wait.")
         if st.button("Start workers", key="start_workers"):
-            c.start_workers({**settings, "autostart": True})
+            state.start_workers({**settings, "autostart": True})
             st.rerun()
     else:
         st.caption("Workers: idle (they start when you launch runs).")
@@ -61,7 +63,7 @@ def queue_panel():
 with right:
     st.subheader("Queue")
     queue_panel()
-    st.page_link(c.PAGES["new"], label="Design your own experiment", icon=":material/science:")
+    st.page_link(nav.PAGES["new"], label="Design your own experiment", icon=":material/science:")
 
 
 def demo_experiment() -> int | None:
@@ -75,7 +77,7 @@ def demo_experiment() -> int | None:
 
 
 exp_id = demo_experiment()
-finished_at_render = exp_id is None or all(r["status"] not in c.ACTIVE for r in s.list_runs(experiment=exp_id))
+finished_at_render = exp_id is None or all(r["status"] not in ACTIVE for r in s.list_runs(experiment=exp_id))
 
 
 @st.fragment(run_every=poll)
@@ -85,25 +87,25 @@ def demo_progress():
     runs = s.list_runs(experiment=exp_id)
     if not runs:
         return
-    done = sum(r["status"] == "done" for r in runs)
-    finished = all(r["status"] not in c.ACTIVE for r in runs)
+    done = sum(r["status"] == DONE for r in runs)
+    finished = all(r["status"] not in ACTIVE for r in runs)
     st.subheader(f"Quick demo (experiment #{exp_id})")
     st.progress(done / len(runs), text=f"{done}/{len(runs)} runs done" + ("" if finished else " · training…"))
-    c.show_runs_table(runs, key="demo_runs")
+    figures.show_runs_table(runs, key="demo_runs")
     if finished:
-        student = next((r for r in runs if r["role"] == "student" and r["status"] == "done"
-                        and "scratch" not in r["label"]), None)
-        teacher = next((r for r in runs if r["role"] == "teacher" and r["status"] == "done"), None)
-        scratch = next((r for r in runs if r["role"] == "student" and "scratch" in r["label"] and r["status"] == "done"), None)
+        student = next((r for r in runs if r["role"] == STUDENT and r["status"] == DONE
+                        and SCRATCH not in r["label"]), None)
+        teacher = next((r for r in runs if r["role"] == TEACHER and r["status"] == DONE), None)
+        scratch = next((r for r in runs if r["role"] == STUDENT and SCRATCH in r["label"] and r["status"] == DONE), None)
         if student and teacher and scratch:
-            st.markdown(f"The distilled student scored **{c.fmt_pct(student['accuracy'])}** on the test set, against "
-                        f"{c.fmt_pct(scratch['accuracy'])} for the same network trained from scratch and "
-                        f"{c.fmt_pct(teacher['accuracy'])} for the teacher.")
+            st.markdown(f"The distilled student scored **{fmt_pct(student['accuracy'])}** on the test set, against "
+                        f"{fmt_pct(scratch['accuracy'])} for the same network trained from scratch and "
+                        f"{fmt_pct(teacher['accuracy'])} for the teacher.")
         if student:
-            c.detail_link(student["id"], "Open the distilled student")
+            nav.detail_link(student["id"], "Open the distilled student")
         if not finished_at_render:  # it finished while this page watched: redraw the page once
             st.rerun()
-        failed = [r for r in runs if r["status"] != "done"]
+        failed = [r for r in runs if r["status"] != DONE]
         for r in failed:
             st.error(f"Run #{r['id']} {r['label']}: {r['status']}: {r.get('error') or ''}")
 
@@ -111,9 +113,9 @@ def demo_progress():
 demo_progress()
 
 st.subheader("Latest results")
-latest = s.list_runs(status="done", role="student", newest_first=True, limit=8)
+latest = s.list_runs(status=DONE, role=STUDENT, newest_first=True, limit=8)
 if latest:
-    c.show_runs_table(latest, key="latest")
-    st.page_link(c.PAGES["runs"], label="All runs", icon=":material/list_alt:")
+    figures.show_runs_table(latest, key="latest")
+    st.page_link(nav.PAGES["runs"], label="All runs", icon=":material/list_alt:")
 else:
     st.caption("No finished runs yet: run the quick demo, or design an experiment.")

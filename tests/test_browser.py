@@ -100,10 +100,11 @@ def app_server(tmp_path):
 def stop_pools(home: Path) -> None:
     """Stop the worker pool(s) the app started for this home (their pids are in its store)."""
     from distill_core.jobs import Store
-    from distill_core.jobs.store import HOST, pid_alive
+    from distill_core.jobs.host import HOST, pid_alive
+    from distill_core.jobs.workers import workers
 
     try:
-        pools = [w for w in Store(home).workers() if w["kind"] == "pool" and w["host"] == HOST]
+        pools = [w for w in workers(Store(home)) if w["kind"] == "pool" and w["host"] == HOST]
     except Exception:
         return
     for w in pools:

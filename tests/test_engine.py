@@ -1,14 +1,19 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
-from distill_core.config import ExperimentSpec, expand, run_hash
+from distill_core import teachers
+from distill_core.config import ExperimentSpec, expand
+from distill_core.data.cache import load_data
 from distill_core.engine import runner
-from distill_core.engine.evaluate import evaluate_logits, expected_calibration_error
-from distill_core.engine.train import train_model, train_settings
+from distill_core.engine.train import train_model
 from distill_core.errors import Cancelled, DistillError
+from distill_core.evaluate import evaluate_logits, expected_calibration_error
+from distill_core.measure.phases import PhaseRecorder
 from distill_core.methods import make_method
+from distill_core.train_params import train_settings
 
 TINY = {"epochs": 3, "batch_size": 64, "lr": 0.003, "threads": 1}
 
@@ -23,15 +28,15 @@ def tiny_spec(**kw):
 def test_expansion_counts_and_dedup():
     runs = expand(tiny_spec(students=[{"arch": "mlp", "hidden": [16]}, "mlp-small"], methods=["kd", "label-smoothing"],
                             temperatures=[2, 4, 4], seeds=[0, 1]))
-    roles = [r["role"] for r in runs]
+    roles = [r.role for r in runs]
     assert roles[0] == "teacher" and roles.count("teacher") == 1
     # per student: kd x 2 temperatures x 2 seeds + label smoothing x 2 seeds + scratch x 2 seeds
     assert len(runs) == 1 + 2 * (4 + 2 + 2)
-    assert len({run_hash(r) for r in runs}) == len(runs)
+    assert len({r.hash for r in runs}) == len(runs)
     # threads do not change a run's identity; the seed does
-    a, b = runs[1], dict(runs[1], train={**runs[1]["train"], "threads": 2})
-    assert run_hash(a) == run_hash(b)
-    assert run_hash(a) != run_hash(dict(a, seed=99))
+    a, b = runs[1], replace(runs[1], train={**runs[1].train, "threads": 2})
+    assert a.hash == b.hash
+    assert a.hash != replace(a, seed=99).hash
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -63,7 +68,7 @@ def test_same_seed_same_numbers(home):
 
 def test_teacher_trained_once_and_logits_computed_once(home, monkeypatch):
     calls = {"train": [], "logits": 0}
-    real_train, real_logits = runner.train_model, runner.all_logits
+    real_train, real_logits = runner.train_model, teachers.all_logits
 
     def counting_train(model, data, settings, method, **kw):
         calls["train"].append((kw["phase"], kw.get("teacher") is not None))
@@ -73,8 +78,9 @@ def test_teacher_trained_once_and_logits_computed_once(home, monkeypatch):
         calls["logits"] += 1
         return real_logits(*a, **kw)
 
-    monkeypatch.setattr(runner, "train_model", counting_train)
-    monkeypatch.setattr(runner, "all_logits", counting_logits)
+    monkeypatch.setattr(runner, "train_model", counting_train)  # students
+    monkeypatch.setattr(teachers, "train_model", counting_train)  # teachers
+    monkeypatch.setattr(teachers, "all_logits", counting_logits)
     runs = expand(tiny_spec(temperatures=[2.0, 4.0]))
     results = [runner.run_one(r) for r in runs]
     assert [c[0] for c in calls["train"]].count("teacher") == 1
@@ -92,12 +98,13 @@ def test_teacher_trained_once_and_logits_computed_once(home, monkeypatch):
 def test_cached_logits_mean_the_teacher_is_not_run(home, monkeypatch):
     runs = expand(tiny_spec())
     runner.run_one(runs[0])
-    data = runner.load_data(runs[0]["dataset"])
-    teacher, logits, meta = runner.get_teacher(runs[0], home, runner.PhaseRecorder())
-    assert meta["cached"]
+    data = load_data(runs[0].dataset)
+    got = teachers.obtain(runs[0], teachers.TeacherCache(home), PhaseRecorder())
+    assert got.cached
+    teacher, logits = got.model, got.logits
     forward_calls = []
     teacher.register_forward_hook(lambda *a: forward_calls.append(1))
-    student = runner._build(runs[1], data, 0)
+    student = teachers.build(runs[1], data)
     train_model(student, data, train_settings(TINY), make_method("kd"), teacher=teacher,
                 teacher_logits=logits["train"], seed=0)
     assert forward_calls == []
@@ -108,8 +115,8 @@ def test_cached_logits_mean_the_teacher_is_not_run(home, monkeypatch):
 
 def test_cancellation_between_steps(home):
     runs = expand(tiny_spec())
-    data = runner.load_data(runs[0]["dataset"])
-    model = runner._build(runs[0], data, 0)
+    data = load_data(runs[0].dataset)
+    model = teachers.build(runs[0], data)
     steps = {"n": 0}
 
     def stop():
@@ -123,8 +130,8 @@ def test_cancellation_between_steps(home):
 
 def test_progress_events_and_early_stopping(home):
     runs = expand(tiny_spec(train={**TINY, "epochs": 40, "patience": 2, "lr": 0.05}))
-    data = runner.load_data(runs[0]["dataset"])
-    model = runner._build(runs[0], data, 0)
+    data = load_data(runs[0].dataset)
+    model = teachers.build(runs[0], data)
     events = []
     res = train_model(model, data, train_settings({**TINY, "epochs": 40, "patience": 2, "lr": 0.05}),
                       make_method("scratch"), on_progress=events.append)
@@ -135,7 +142,7 @@ def test_progress_events_and_early_stopping(home):
     assert res.best_val_accuracy == max(h["val_accuracy"] for h in res.history)
     assert res.kept_epoch == res.best_epoch  # early stopping keeps the best epoch's weights
     assert _val(model, data) == res.best_val_accuracy
-    plain = train_model(runner._build(runs[0], data, 0), data, train_settings({**TINY, "epochs": 4}), make_method("scratch"))
+    plain = train_model(teachers.build(runs[0], data), data, train_settings({**TINY, "epochs": 4}), make_method("scratch"))
     assert plain.kept_epoch == 4  # without early stopping the model ends with the last epoch's weights
 
 
@@ -189,8 +196,8 @@ def test_a_users_file_is_part_of_the_runs_identity(home, tmp_path):
     before = expand(spec)
     write(0.5)  # edited in place
     after = expand(spec)
-    assert before[0]["dataset"]["sha256"] != after[0]["dataset"]["sha256"]
-    assert run_hash(before[0]) != run_hash(after[0])  # a new teacher, not the cached one
+    assert before[0].dataset["sha256"] != after[0].dataset["sha256"]
+    assert before[0].hash != after[0].hash  # a new teacher, not the cached one
     with pytest.raises(DataError, match="changed after the experiment was submitted"):
         runner.run_one(before[0])  # submitted before the edit, run after it
     assert runner.run_one(after[0])["metrics"]["accuracy"] > 0
@@ -203,7 +210,7 @@ def test_uploaded_teacher_weights_are_checked_against_what_was_submitted(home, t
     spec = {"arch": "mlp", "hidden": [16]}
     path = save_weights(build_model(spec, (1, 8, 8), 10), tmp_path / "t.safetensors")
     runs = expand(tiny_spec(teacher={"weights": str(path), "model": spec}))
-    assert runs[0]["weights"]["sha256"]
+    assert runs[0].weights["sha256"]
     save_weights(build_model(spec, (1, 8, 8), 10), path)  # replaced by other weights
     with pytest.raises(ModelError, match="changed after the experiment was submitted"):
         runner.run_one(runs[0])

@@ -10,8 +10,9 @@ from distill_core.config import ExperimentSpec, expand
 from distill_core.data.base import DataBundle, DatasetInfo, RawImages
 from distill_core.engine import fastpath
 from distill_core.engine.augment import crop_flip
-from distill_core.engine.recipe import apply_recipe, milestones, multistep_lr
-from distill_core.engine.train import train_model, train_settings
+from distill_core.recipes import apply_recipe, milestones, multistep_lr
+from distill_core.engine.train import train_model
+from distill_core.train_params import train_settings
 from distill_core.errors import ConfigError
 from distill_core.methods import make_method
 from distill_core.models import build_model
@@ -69,7 +70,7 @@ def test_recipe_sets_the_papers_settings_per_architecture():
     # expand applies it per model: the run configs show what each one trains with
     spec = ExperimentSpec(dataset="digits", teacher="resnet8", students=["mobilenetv2", "wrn-16-1"],
                           methods=["kd"], train={"recipe": "cifar", "epochs": 2})
-    lr = {(r["role"], r["model"]["arch"]): r["train"]["lr"] for r in expand(spec)}
+    lr = {(r.role, r.model["arch"]): r.train["lr"] for r in expand(spec)}
     assert lr == {("teacher", "resnet-cifar"): 0.05, ("student", "mobilenetv2"): 0.01, ("student", "wrn"): 0.05}
 
 

@@ -14,11 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from distill_core import teachers
 from distill_core.errors import ConfigError
-from distill_core.jobs import RESULT_COLUMNS, JobError, LocalExecutor, Store, ensure_workers, run_inline
+from distill_core.jobs import RESULT_COLUMNS, JobError, LocalExecutor, Store, ensure_workers, queue, run_inline
 from distill_core.jobs import cli
-from distill_core.jobs.scheduler import claim, outstanding
-from distill_core.jobs.store import pid_alive
+from distill_core.jobs.host import pid_alive
+from distill_core.jobs.queue import claim, outstanding
+from distill_core.jobs.workers import live_pools
+from distill_core.run_config import RunConfig
 
 # Measurements (ONNX, latency, energy) belong to their own tests; here they would only add time.
 MEASURE_OFF = json.dumps({k: False for k in ("energy", "pt2", "onnx", "int8", "latency", "card", "budgets")})
@@ -58,7 +61,7 @@ def training_event(store: Store, run_id: int):
 
 def test_submit_run_results_and_dedup(jhome, capsys):
     store = Store()
-    exp_id, ids = store.submit(TINY)
+    exp_id, ids = queue.submit(store, TINY)
     assert len(ids) == 4  # teacher, kd T=2, kd T=4, scratch baseline
     runs = {r["id"]: r for r in store.list_runs(experiment=exp_id)}
     teacher = ids[0]
@@ -97,13 +100,13 @@ def test_submit_run_results_and_dedup(jhome, capsys):
     for name, (dtype, _) in RESULT_COLUMNS.items():
         if dtype == "float64":
             assert frame[name].dtype == np.float64, name
-    assert store.teachers()[0]["run_id"] == teacher
+    assert teachers.reusable(jhome)[0]["hash"] == store.get_run(teacher)["hash"]
 
     # identical runs are reused, not repeated; force queues them again as new runs
-    exp2, again = store.submit(TINY)
+    exp2, again = queue.submit(store, TINY)
     assert again == ids and exp2 != exp_id
     assert store.queue_state() == {**store.queue_state(), "queued": 0, "done": 4}
-    _, forced = store.submit(TINY, force=True)
+    _, forced = queue.submit(store, TINY, force=True)
     assert not set(forced) & set(ids) and store.queue_state()["queued"] == 4
     assert len(store.results_frame(experiment=exp2)) == 4
 
@@ -124,9 +127,9 @@ def test_submit_run_results_and_dedup(jhome, capsys):
 def test_bad_experiment_is_rejected_before_anything_is_queued(jhome):
     store = Store()
     with pytest.raises(ConfigError, match="temperatures"):
-        store.submit({**TINY, "temperatures": [-1]})
+        queue.submit(store, {**TINY, "temperatures": [-1]})
     with pytest.raises(ConfigError, match="unknown"):
-        store.submit({**TINY, "dataset": "nope"})
+        queue.submit(store, {**TINY, "dataset": "nope"})
     assert store.queue_state()["queued"] == 0 and store.experiments() == []
 
 
@@ -164,7 +167,7 @@ def test_failed_run_keeps_its_error_and_dependents_follow_on_retry(jhome):
     save_weights(build_model("mlp-small", (64,), 10), weights)
     spec = {**TINY, "teacher": {"weights": str(weights), "model": "mlp-small"}, "temperatures": [4]}
     store = Store()
-    _, ids = store.submit(spec)
+    _, ids = queue.submit(store, spec)
     weights.rename(weights.with_suffix(".bak"))  # the file disappears after validation
 
     assert dict(run_inline(store))[ids[0]] == "failed"
@@ -175,27 +178,27 @@ def test_failed_run_keeps_its_error_and_dependents_follow_on_retry(jhome):
         assert run["status"] == "failed" and f"teacher run #{ids[0]} failed" in run["error"]
 
     weights.with_suffix(".bak").rename(weights)
-    assert sorted(store.retry(ids[0])) == sorted(ids)
+    assert sorted(queue.retry(store, ids[0])) == sorted(ids)
     assert dict(run_inline(store)) == {i: "done" for i in ids}
     with pytest.raises(JobError, match="only failed, cancelled or interrupted"):
-        store.retry(ids[0])
+        queue.retry(store, ids[0])
 
 
 def test_delete_removes_artifacts_unless_shared(jhome):
     store = Store()
-    _, ids = store.submit({**TINY, "temperatures": [4]})
+    _, ids = queue.submit(store, {**TINY, "temperatures": [4]})
     run_inline(store)
     folder = Path(store.get_run(ids[1])["folder"])
     assert folder.is_dir()
-    store.delete(ids[1])
+    queue.delete(store, ids[1])
     assert store.get_run(ids[1]) is None and not folder.exists()
     assert ids[1] in store.changes_since(0)["deleted"]
     teacher_cache = jhome / "teachers"
     assert any(teacher_cache.iterdir())
-    store.delete(ids[0])  # a teacher takes its cached weights and logits with it
+    queue.delete(store, ids[0])  # a teacher takes its cached weights and logits with it
     assert not [p for p in teacher_cache.iterdir() if not p.name.startswith(".")]
     with pytest.raises(JobError, match="no run"):
-        store.delete(12345)
+        queue.delete(store, 12345)
 
 
 # -- worker processes: cancel, kill -9, restart -------------------------------------------------------
@@ -215,10 +218,10 @@ def pool(tmp_path_factory):
 
 def test_cancel_stops_a_running_job_within_two_seconds(pool):
     store = pool.store
-    _, ids = store.submit(long_teacher(lr=2e-3))
+    _, ids = queue.submit(store, long_teacher(lr=2e-3))
     wait_for(lambda: training_event(store, ids[0]), 60, "the teacher to train")
     asked = time.monotonic()
-    assert store.cancel(ids[0]) == "cancelling"
+    assert queue.cancel(store, ids[0]) == "cancelling"
     wait_for(lambda: store.get_run(ids[0])["status"] == "cancelled", 2.0, "the run to be cancelled")
     assert time.monotonic() - asked < 2.0
     # its student never starts: it fails naming the cancelled teacher
@@ -228,24 +231,24 @@ def test_cancel_stops_a_running_job_within_two_seconds(pool):
 
 def test_kill_9_fails_the_run_and_the_pool_goes_on(pool):
     store = pool.store
-    _, (victim, *_) = store.submit(long_teacher(lr=3e-3))
+    _, (victim, *_) = queue.submit(store, long_teacher(lr=3e-3))
     wait_for(lambda: training_event(store, victim), 60, "the long run to train")
     pid = store.get_run(victim)["worker_pid"]
     assert pid in pool.worker_pids()
-    _, others = store.submit({**TINY, "seeds": [7]})
+    _, others = queue.submit(store, {**TINY, "seeds": [7]})
     os.kill(pid, signal.SIGKILL)
     run = wait_for(lambda: (r := store.get_run(victim))["status"] == "failed" and r, 10, "the run to be failed")
     assert run["error"] == "worker process died (signal 9)"
     assert pool.wait_until_empty(timeout=90)
     assert {store.get_run(i)["status"] for i in others} == {"done"}
     assert len(pool.worker_pids()) == 2 and pid not in pool.worker_pids()
-    assert victim in store.retry(victim) and store.cancel(victim) in ("cancelled", "cancelling")
+    assert victim in queue.retry(store, victim) and queue.cancel(store, victim) in ("cancelled", "cancelling")
 
 
 def test_restart_resumes_queued_runs_and_marks_orphans_interrupted(jhome, capsys):
     store = Store()
-    _, first = store.submit(TINY)
-    _, second = store.submit({**TINY, "teacher": "logistic", "temperatures": [4], "baseline": False})
+    _, first = queue.submit(store, TINY)
+    _, second = queue.submit(store, {**TINY, "teacher": "logistic", "temperatures": [4], "baseline": False})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     orphan = claim(store, dead.pid)  # a worker took the first teacher, then the machine went down
@@ -256,24 +259,24 @@ def test_restart_resumes_queued_runs_and_marks_orphans_interrupted(jhome, capsys
     assert run["status"] == "interrupted" and "gone" in run["error"]
     assert {store.get_run(i)["status"] for i in second} == {"done"}  # the other experiment resumed
     waiting = store.list_runs(experiment=None, status="queued")
-    assert {r["id"] for r in waiting} == set(first[1:]) and all(r["blocked"] for r in waiting)
+    assert {r["id"] for r in waiting} == set(first[1:]) and {r["id"] for r in waiting} <= queue.blocked_ids(store)
     assert outstanding(store) == 0
 
-    assert store.retry(first[0]) == [first[0]]
+    assert queue.retry(store, first[0]) == [first[0]]
     run_inline(store)
     assert {store.get_run(i)["status"] for i in first} == {"done"}
 
 
 def test_a_result_written_before_its_worker_died_is_kept(jhome):
     from distill_core.engine.runner import run_one
-    from distill_core.jobs.scheduler import recover_orphans
+    from distill_core.jobs.workers import recover_orphans
 
     store = Store()
-    _, ids = store.submit({**TINY, "temperatures": [4], "baseline": False})
+    _, ids = queue.submit(store, {**TINY, "temperatures": [4], "baseline": False})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     run = claim(store, dead.pid)
-    run_one(json.loads(run["config"]))  # the worker wrote result.json, then died before recording it
+    run_one(RunConfig.from_dict(json.loads(run["config"])))  # the worker wrote result.json, then died before recording it
     assert recover_orphans(store) == []
     got = store.get_run(ids[0])
     assert got["status"] == "done" and got["result"]["metrics"]["accuracy"] > 0
@@ -285,8 +288,8 @@ def _submitter(home: str, k: int, barrier, errors) -> None:
         store = Store(home)
         barrier.wait(60)
         for i in range(3):
-            _, ids = store.submit({**TINY, "temperatures": [float(10 * k + i + 1)], "baseline": False})
-            store.submit({**TINY, "temperatures": [99.0], "baseline": False})  # the same runs from everyone
+            _, ids = queue.submit(store, {**TINY, "temperatures": [float(10 * k + i + 1)], "baseline": False})
+            queue.submit(store, {**TINY, "temperatures": [99.0], "baseline": False})  # the same runs from everyone
             store.list_runs()
             for j in range(20):  # progress writes in between, as workers do
                 store.add_events(ids[-1], [{"phase": "student", "epoch": j}])
@@ -320,14 +323,14 @@ def test_ensure_workers_starts_one_detached_pool(jhome):
     first = ensure_workers(jhome, workers=1)
     try:
         assert first["started"]
-        wait_for(lambda: store.live_pools(), 60, "the pool to beat")
+        wait_for(lambda: live_pools(store), 60, "the pool to beat")
         assert ensure_workers(jhome, workers=1)["started"] is False
-        _, ids = store.submit({**TINY, "temperatures": [4], "baseline": False})
+        _, ids = queue.submit(store, {**TINY, "temperatures": [4], "baseline": False})
         wait_for(lambda: all(store.get_run(i)["status"] == "done" for i in ids), 90, "the runs to finish")
     finally:
         os.kill(first["pid"], signal.SIGTERM)
         wait_for(lambda: not pid_alive(first["pid"]) or _reap(first["pid"]), 20, "the pool to stop")
-    assert store.live_pools() == []
+    assert live_pools(store) == []
 
 
 def _reap(pid: int) -> bool:

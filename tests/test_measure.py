@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from distill_core.config import ExperimentSpec, expand
+from distill_core.data.cache import load_data
+from distill_core import teachers
 from distill_core.engine import runner
-from distill_core.engine.phases import PhaseRecorder
+from distill_core.measure.phases import PhaseRecorder
 from distill_core.errors import ConfigError
 from distill_core.measure import (EnergyMeter, check_budgets, count_flops, energy_summary, format_measurements,
                                   load_profiles, measure_run, measure_settings, param_counts)
@@ -30,10 +33,7 @@ def tiny_runs(**measure):
     spec = ExperimentSpec.from_dict(dict(dataset="digits", teacher={"arch": "mlp", "hidden": [32]},
                                          students=[{"arch": "mlp", "hidden": [16]}], methods=["kd"], temperatures=[3.0],
                                          alphas=[0.7], seeds=[0], train=TINY, baseline=False))
-    runs = expand(spec)
-    for r in runs:
-        r["measure"] = {**LIGHT, **measure}
-    return runs
+    return [replace(r, measure={**LIGHT, **measure}) for r in expand(spec)]
 
 
 # ------------------------------------------------------------------ compute
@@ -120,7 +120,7 @@ def test_conv_model_exports_and_program_loads(tmp_path):
 
 
 def test_export_failure_is_recorded_not_raised(tmp_path, monkeypatch):
-    data = runner.load_data({"name": "digits"})
+    data = load_data({"name": "digits"})
     model = build_model({"arch": "mlp", "hidden": [8]}, data.info.input_shape, data.info.num_classes)
 
     def broken(*a, **k):
@@ -258,7 +258,7 @@ def test_measure_settings_defaults_env_and_errors(monkeypatch):
 def test_bad_measure_setting_fails_before_training(home, monkeypatch):
     teacher, _ = tiny_runs(latency_seconds=-1)
     called = []
-    monkeypatch.setattr(runner, "train_model", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(teachers, "train_model", lambda *a, **k: called.append(1))  # a teacher run trains there
     with pytest.raises(ConfigError, match="latency_seconds"):
         runner.run_one(teacher)
     assert not called

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_core.config import ExperimentSpec, expand, run_hash
+from distill_core.config import ExperimentSpec, expand
 from distill_core.data import load_dataset
 from distill_core.errors import ConfigError
 from distill_core.methods import METHODS, make_method
@@ -364,8 +364,9 @@ def test_gradient_reaches_student_not_teacher(name, student):
 
 @pytest.fixture(scope="module")
 def digits_teacher():
-    from distill_core.engine.runner import all_logits
-    from distill_core.engine.train import train_model, train_settings
+    from distill_core.engine.train import train_model
+    from distill_core.teachers import all_logits
+    from distill_core.train_params import train_settings
 
     data = load_dataset("digits")
     torch.manual_seed(0)
@@ -378,7 +379,8 @@ def digits_teacher():
     (n, {"arch": "mlp", "hidden": [32]}) for n in ("fitnets", "rkd", "pkt")  # an MLP learning from a CNN
 ])
 def test_short_training_lowers_the_loss(name, student, digits_teacher):
-    from distill_core.engine.train import train_model, train_settings
+    from distill_core.engine.train import train_model
+    from distill_core.train_params import train_settings
 
     data, teacher, t_logits = digits_teacher
     torch.manual_seed(0)
@@ -442,36 +444,37 @@ def test_takd_assistant_config():
                           alphas=[0.6], seeds=[0, 1], train={"epochs": 3}, teacher_train={"epochs": 5})
     runs = expand(spec)
     teacher = runs[0]
-    takd = [r for r in runs if r["method"]["name"] == "takd"]
+    takd = [r for r in runs if r.method_name == "takd"]
     assert len(takd) == 4  # two assistants x two seeds
-    auto = takd[0]["teacher"]
-    assert auto["role"] == "assistant" and auto["teacher"] == teacher and auto["seed"] == 0
-    assert auto["model"] == {"arch": "cnn", "channels": [8, 16], "kernel": 3}  # the teacher at half width
-    assert auto["method"] == {"name": "kd", "temperature": 3.0, "alpha": 0.6}
-    assert auto["train"] == teacher["train"] and auto["dataset"] == teacher["dataset"]
-    assert takd[1]["teacher"] == auto  # both seeds learn from the same assistant
-    assert takd[2]["teacher"]["model"]["hidden"] == [256, 256]
-    assert len({run_hash(r["teacher"]) for r in takd} | {run_hash(teacher)}) == 3
-    assert all(r["teacher"] == teacher for r in runs[1:] if r["method"]["name"] != "takd")
+    auto = takd[0].teacher
+    assert auto.role == "assistant" and auto.teacher == teacher and auto.seed == 0
+    assert auto.model == {"arch": "cnn", "channels": [8, 16], "kernel": 3}  # the teacher at half width
+    assert auto.method == {"name": "kd", "temperature": 3.0, "alpha": 0.6}
+    assert auto.train == teacher.train and auto.dataset == teacher.dataset
+    assert takd[1].teacher == auto  # both seeds learn from the same assistant
+    assert takd[2].teacher.model["hidden"] == [256, 256]
+    assert len({r.teacher.hash for r in takd} | {teacher.hash}) == 3
+    assert all(r.teacher == teacher for r in runs[1:] if r.method_name != "takd")
 
 
 def test_takd_assistant_is_trained_once_and_reused(tmp_path, monkeypatch):
-    from distill_core.engine.runner import TeacherCache, run_one
+    from distill_core.engine.runner import run_one
+    from distill_core.teachers import TeacherCache
 
     monkeypatch.setenv("DISTILL_HOME", str(tmp_path))
     spec = ExperimentSpec(dataset="digits", teacher={"arch": "cnn", "channels": [8, 16]}, students=["mlp-small"],
                           methods=["takd"], seeds=[0, 1], baseline=False,
                           train={"epochs": 2, "threads": 1}, teacher_train={"epochs": 2, "threads": 1})
     teacher_run, first, second = expand(spec)
-    assistant = first["teacher"]
-    assert second["teacher"] == assistant
+    assistant = first.teacher
+    assert second.teacher == assistant
 
     r1 = run_one(first, tmp_path)
-    assert r1["teacher_cached"] is False and r1["teacher_hash"] == run_hash(assistant)
+    assert r1["teacher_cached"] is False and r1["teacher_hash"] == assistant.hash
     cache = TeacherCache(tmp_path)
     metas = {m["role"]: m for m in cache.list()}
     assert sorted(metas) == ["assistant", "teacher"]  # the teacher was trained on the way
-    assert metas["assistant"]["model"] == assistant["model"]
+    assert metas["assistant"]["model"] == assistant.model
     assert metas["assistant"]["train"]["history"][0]["soft"] > 0  # distilled, not trained from scratch
     weights = cache.folder(metas["assistant"]["hash"]) / "weights.safetensors"
     stamp = weights.stat().st_mtime_ns

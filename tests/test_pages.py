@@ -1,6 +1,6 @@
 """Page tests (streamlit.testing.v1.AppTest): every page on an empty store and on a store with
 finished, running and failed runs; the New-experiment form's validation and submit; the quick
-demo; cancel / retry / delete; uploads; settings. Plus the pure helpers in distill_core.report.
+demo; cancel / retry / delete; uploads; settings. Plus the library helpers the pages draw from.
 
 The store with runs is built once for the module from tiny real runs (two epochs of small MLPs
 on digits, run in-process by the jobs layer's own `execute_run`); the running and failed runs
@@ -66,8 +66,8 @@ def button(at, key: str):
 def lab(tmp_path_factory):
     """A home with a finished teacher, a finished KD student and its scratch baseline, one
     running run with progress events and one failed run with a traceback."""
-    from distill_core.jobs import Store
-    from distill_core.jobs.scheduler import claim
+    from distill_core.jobs import Store, queue
+    from distill_core.jobs.queue import claim
     from distill_core.jobs.worker import execute_run
 
     home = tmp_path_factory.mktemp("lab")
@@ -78,14 +78,14 @@ def lab(tmp_path_factory):
     mp.delenv("DISTILL_MEASURE", raising=False)  # full measurement: energy, exports, card, as in use
     try:
         store = Store(home)
-        store.submit(TINY)
+        queue.submit(store, TINY)
         while (run := claim(store, os.getpid())) is not None:
             assert execute_run(store, run, threads=1, log=None) == "done"
         more = {**TINY, "name": "more", "students": [{"arch": "mlp", "hidden": [4]}, {"arch": "mlp", "hidden": [6]}],
                 "baseline": False}
-        store.submit(more)
+        queue.submit(store, more)
         failed = claim(store, os.getpid())
-        store.end(failed["id"], "failed", FAILURE, "Traceback (most recent call last):\n  ...\nFloatingPointError: " + FAILURE)
+        queue.end(store, failed["id"], "failed", FAILURE, "Traceback (most recent call last):\n  ...\nFloatingPointError: " + FAILURE)
         running = claim(store, os.getpid())
         store.add_events(running["id"], [
             {"phase": "start"},
@@ -347,10 +347,10 @@ def test_quick_demo_queues_the_preset(empty):
 
 
 def test_cancel_retry_and_delete_from_the_runs_page(empty):
-    from distill_core.jobs import Store
+    from distill_core.jobs import Store, queue
 
     store = Store(empty)
-    _, ids = store.submit(TINY)
+    _, ids = queue.submit(store, TINY)
     at = open_page("pages/runs.py")
     at.multiselect(key="runs_selected").set_value([ids[2]]).run()
     button(at, "act_cancel").click().run()
@@ -393,11 +393,11 @@ def test_switching_the_home_folder(empty, tmp_path):
     assert f"`{other}`" in texts(at) or str(other) in texts(at)
 
 
-# ------------------------------------------------------------------------------- report helpers
+# ------------------------------------------------------------------------------- library helpers of the pages
 
 
 def test_progress_helpers():
-    from distill_core.report import curves_from_events, progress_fraction
+    from distill_core.progress import curves_from_events, progress_fraction
 
     assert progress_fraction("done", None) == 1.0
     assert progress_fraction("queued", None) == 0.0
@@ -411,7 +411,7 @@ def test_progress_helpers():
 
 def test_model_summary_and_time_estimate():
     from distill_core.config import ExperimentSpec, expand
-    from distill_core.report import calibration, compare_to_teacher, estimate_runs, model_summary, spec_key
+    from distill_core.estimates import calibration, compare_to_teacher, estimate_runs, model_summary, spec_key
 
     t = model_summary("cnn-small", (1, 8, 8), 10)
     s = model_summary({"arch": "mlp", "hidden": [16]}, (1, 8, 8), 10)

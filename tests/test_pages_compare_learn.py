@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the pages import `pages.common`
+if str(ROOT) not in sys.path:  # the pages import `ui`
     sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from distill_core import analysis as A  # noqa: E402
-from distill_core import teaching  # noqa: E402
+from distill_core import saved_runs, teaching  # noqa: E402
+from distill_core.run_config import RunConfig  # noqa: E402
 
 TEACHER = {"arch": "mlp", "hidden": [64]}
 OMIT = 3
@@ -27,8 +28,8 @@ OMIT = 3
 
 @pytest.fixture(scope="module")
 def store_home(tmp_path_factory):
-    from distill_core.jobs import Store
-    from distill_core.jobs.scheduler import claim
+    from distill_core.jobs import Store, queue
+    from distill_core.jobs.queue import claim
     from distill_core.jobs.worker import execute_run
 
     home = tmp_path_factory.mktemp("lab")
@@ -37,12 +38,12 @@ def store_home(tmp_path_factory):
         mp.setenv("DISTILL_HOME", str(home))
         mp.chdir(home)  # CodeCarbon writes nothing outside the run folders, but keep the cwd clean
         store = Store(home)
-        store.submit({"name": "sweep", "dataset": "digits", "teacher": TEACHER, "students": [{"arch": "mlp", "hidden": [16]}],
+        queue.submit(store, {"name": "sweep", "dataset": "digits", "teacher": TEACHER, "students": [{"arch": "mlp", "hidden": [16]}],
                       "methods": ["kd"], "temperatures": [2.0, 8.0], "seeds": [0, 1], "train": {"epochs": 3}})
-        store.submit({"name": "omitted-class", "dataset": "digits", "teacher": TEACHER, "students": ["logistic"],
+        queue.submit(store, {"name": "omitted-class", "dataset": "digits", "teacher": TEACHER, "students": ["logistic"],
                       "methods": ["kd"], "temperatures": [8.0], "seeds": [0], "transfer": {"omit_class": OMIT},
                       "train": {"epochs": 3}})
-        store.submit({"name": "playground", "dataset": "moons", "dataset_knobs": {"n_samples": 300, "noise": 0.25},
+        queue.submit(store, {"name": "playground", "dataset": "moons", "dataset_knobs": {"n_samples": 300, "noise": 0.25},
                       "teacher": {"arch": "mlp", "hidden": [32, 32]}, "students": [{"arch": "mlp", "hidden": [4]}],
                       "methods": ["kd"], "temperatures": [4.0], "seeds": [0], "train": {"epochs": 20, "lr": 0.01}})
         while (run := claim(store, 1)) is not None:
@@ -203,9 +204,10 @@ def test_learn_widgets_on_real_runs(lab):
     no_exceptions(at)
     # the digits teacher comes first (toy sets last); its cached test logits drive the first tabs
     from distill_core.jobs import Store
+    from distill_core.teachers import TeacherCache, reusable
 
-    teacher = [t for t in Store(lab).teachers() if t["dataset"] == "digits"][0]
-    logits = teaching.teacher_logits(lab, teacher["hash"])["test"].numpy()
+    teacher = [t for t in reusable(lab) if t["dataset"] == "digits"][0]
+    logits = TeacherCache(lab).logits(teacher["hash"])["test"].numpy()
     at.number_input(key="learn-sample").set_value(5).run()
     at.slider(key="learn-T").set_value(8.0).run()
     no_exceptions(at)
@@ -218,7 +220,7 @@ def test_learn_widgets_on_real_runs(lab):
     z = np.array(arr(dark["data"][0]["z"]), dtype=float)
     assert z.shape == (10, 10)
     assert np.isnan(np.diag(z)).all()  # the diagonal is hidden by default
-    from distill_core.engine.runner import load_data
+    from distill_core.data.cache import load_data
 
     y = load_data(teacher["config"]["dataset"]).y_test.numpy()
     want = teaching.dark_knowledge(logits, y, 4.0, 10)
@@ -229,7 +231,8 @@ def test_learn_widgets_on_real_runs(lab):
     at.select_slider(key="learn-loss-batch").set_value(64).run()
     pick = at.selectbox(key="learn-loss-student").value
     run = Store(lab).get_run(pick)
-    s_logits, yy = teaching.test_logits(run["config"], teaching.run_weights(lab, run["config"]), 64)
+    config = RunConfig.from_dict(run["config"])
+    s_logits, yy = saved_runs.test_logits(config, saved_runs.run_weights(lab, config), 64)
     parts = teaching.kd_anatomy(s_logits, logits[:64], yy, 4.0, 0.9)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["soft = T²·KL"] == f"{parts['soft']:.4f}"
@@ -273,7 +276,7 @@ def test_omitted_class_left_out_of_the_students_training_only(lab):
 
 
 def test_learn_playground_submits_a_background_job(lab, monkeypatch):
-    from distill_core.jobs import Store
+    from distill_core.jobs import Store, queue
 
     store = Store(lab)
     before = {e["id"] for e in store.experiments()}
@@ -286,7 +289,7 @@ def test_learn_playground_submits_a_background_job(lab, monkeypatch):
     runs = store.list_runs(experiment=new[0]["id"])
     assert len(runs) == 3 and {r["status"] for r in runs} == {"queued"}  # queued, not trained by the page
     for r in runs:
-        store.delete(r["id"])
+        queue.delete(store, r["id"])
 
 
 def test_learn_empty_store(tmp_path, monkeypatch):
@@ -298,17 +301,17 @@ def test_learn_empty_store(tmp_path, monkeypatch):
 
 
 def test_transfer_config_students_only_and_validated():
-    from distill_core.config import ExperimentSpec, expand, run_hash
+    from distill_core.config import ExperimentSpec, expand
     from distill_core.errors import ConfigError
 
     base = {"dataset": "digits", "teacher": TEACHER, "students": ["logistic"], "methods": ["kd"], "train": {"epochs": 1}}
     plain = expand(ExperimentSpec.from_dict(base))
     runs = expand(ExperimentSpec.from_dict({**base, "transfer": {"omit_class": 3}}))
-    assert [r["role"] for r in runs] == ["teacher", "student", "student"]
-    assert "transfer" not in runs[0] and all(r["transfer"] == {"omit_class": 3} for r in runs[1:])
-    assert run_hash(runs[0]) == run_hash(plain[0])  # the same teacher is reused
-    assert {run_hash(r) for r in runs[1:]}.isdisjoint(run_hash(r) for r in plain[1:])
-    assert all("transfer" not in r for r in plain)  # experiments without it keep their hashes
+    assert [r.role for r in runs] == ["teacher", "student", "student"]
+    assert "transfer" not in runs[0].to_dict() and all(r.transfer == {"omit_class": 3} for r in runs[1:])
+    assert runs[0].hash == plain[0].hash  # the same teacher is reused
+    assert {r.hash for r in runs[1:]}.isdisjoint(r.hash for r in plain[1:])
+    assert all("transfer" not in r.to_dict() for r in plain)  # experiments without it keep their hashes
     for bad in ({"omit_class": 10}, {"omit_class": -1}, {"omit_class": "3"}, {"drop": 3}, [3]):
         with pytest.raises(ConfigError, match="transfer"):
             expand(ExperimentSpec.from_dict({**base, "transfer": bad}))

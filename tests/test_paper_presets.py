@@ -24,15 +24,15 @@ def test_cifar100_preset_expands_every_method_with_the_recipe(cifar100, home):
     spec = preset_spec("cifar100-resnet32x4-resnet8x4")
     spec.dataset_knobs = {**spec.dataset_knobs, "path": str(cifar100), "subset": 2}
     runs = expand(spec)
-    methods = [r["method"]["name"] for r in runs if r["role"] == "student"]
+    methods = [r.method_name for r in runs if r.role == "student"]
     assert sorted(methods) == sorted(["kd", "dkd", "dist", "logit-std", "at", "fitnets", "scratch"])
     teacher = runs[0]
-    assert teacher["role"] == "teacher" and teacher["model"]["arch"] == "resnet-cifar" and teacher["model"]["depth"] == 32
+    assert teacher.role == "teacher" and teacher.model["arch"] == "resnet-cifar" and teacher.model["depth"] == 32
     for r in runs:
-        t = r["train"]
+        t = r.train
         assert (t["recipe"], t["optimizer"], t["lr"], t["momentum"], t["weight_decay"], t["schedule"], t["augment"],
                 t["epochs"], t["batch_size"]) == ("cifar", "sgd", 0.05, 0.9, 5e-4, "multistep", True, 240, 64)
-    by = {r["method"]["name"]: r["method"] for r in runs}
+    by = {r.method_name: r.method for r in runs}
     assert by["at"]["beta"] == 2000.0 and by["fitnets"]["weight"] == 100.0 and by["dkd"]["beta"] == 8.0
     published = {p["run"]: p["value"] for p in PRESETS["cifar100-resnet32x4-resnet8x4"]["published"]}
     assert published["teacher"] == 0.7942 and published["kd"] == 0.7333 and published["crd"] == 0.7551
@@ -43,8 +43,8 @@ def test_cifar10_preset_expands(tmp_path, home):
     spec = preset_spec("cifar10-resnet56-resnet20")
     spec.dataset_knobs = {**spec.dataset_knobs, "path": str(archive)}
     runs = expand(spec)
-    assert [(r["role"], r["method"]["name"]) for r in runs] == [("teacher", "scratch"), ("student", "kd"), ("student", "scratch")]
-    assert runs[0]["model"]["depth"] == 56 and runs[1]["model"]["depth"] == 20
+    assert [(r.role, r.method_name) for r in runs] == [("teacher", "scratch"), ("student", "kd"), ("student", "scratch")]
+    assert runs[0].model["depth"] == 56 and runs[1].model["depth"] == 20
 
 
 def test_cifar100_preset_smoke_run_on_the_cpu(cifar100, tmp_path, monkeypatch, capsys):

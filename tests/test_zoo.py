@@ -64,7 +64,7 @@ def test_feature_methods_pair_across_families():
     spec = ExperimentSpec(dataset="digits", dataset_knobs={}, teacher="resnet8", students=["vgg8", "shufflenetv2"],
                           methods=[{"name": "at"}, {"name": "fitnets"}, {"name": "kd"}], train={"epochs": 1})
     runs = expand(spec)
-    assert {r["method"]["name"] for r in runs} == {"scratch", "at", "fitnets", "kd"}
+    assert {r.method_name for r in runs} == {"scratch", "at", "fitnets", "kd"}
 
 
 def test_zoo_needs_images_and_valid_sizes():

@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DataError
+from ..files import file_sha256
 from ..paths import cache_dir
 
 MB = 1024 * 1024
@@ -58,7 +59,6 @@ def check_members(members: list[tarfile.TarInfo], root: Path, archive: str, max_
 
 def unpack_tar(archive: str | Path, max_mb: float, sha256: str | None = None) -> Path:
     """The folder `archive` (a .tar, .tar.gz or .tgz) unpacks to, unpacking it if not done before."""
-    from ..config import file_sha256  # late: config imports the data package
 
     archive = Path(archive)
     root = cache_dir("archives")

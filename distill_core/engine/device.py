@@ -24,3 +24,13 @@ def set_threads(threads: int) -> int:
     n = threads if threads and threads > 0 else (os.cpu_count() or 1)
     torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def available_devices() -> list[str]:
+    """Devices torch can train on here: the CPU, and CUDA or Apple's MPS when present."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices

@@ -23,20 +23,8 @@ import torch
 
 from ..data.base import DataBundle, RawImages
 from ..models.base import DistillNet, ModelOutput
-from ..registry import Param
 from .augment import GEOMETRIC, augment_batch
 
-PARAMS = (
-    Param("precision", "auto", "arithmetic of training: auto (bf16 on a CUDA GPU that has it, else fp16 with a "
-          "gradient scaler; fp32 elsewhere), fp32, bf16 (autocast, also on the CPU) or fp16 (CUDA only). "
-          "Losses and accuracies are always computed in fp32", "choice", choices=("auto", "fp32", "bf16", "fp16")),
-    Param("channels_last", "auto", "channels-last memory for 2-D convolutional models: auto (on CUDA), on, off",
-          "choice", choices=("auto", "on", "off")),
-    Param("compile", False, "compile the models' forward passes with torch.compile (slow to start, faster per step)",
-          "bool"),
-)
-# Of these, only precision can change a run's numbers beyond rounding order.
-NON_SEMANTIC = ("channels_last", "compile")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 COMPILE_BACKEND = "inductor"  # torch.compile's default; the tests trace with "eager" to stay quick
 

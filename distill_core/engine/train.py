@@ -17,35 +17,9 @@ from ..data.base import DataBundle
 from ..errors import Cancelled
 from ..methods import EMBEDDING, FEATURES, Method
 from ..models.base import DistillNet, ModelOutput
-from ..registry import Param, coerce_knobs
+from ..recipes import multistep_lr
 from . import fastpath
 from .device import pick_device, set_threads
-from .recipe import RECIPE, multistep_lr
-
-TRAIN_PARAMS = (
-    Param("epochs", 30, "passes over the training set", "int", 1, 10000),
-    Param("batch_size", 64, "samples per step", "int", 1, 65536),
-    Param("lr", 1e-3, "learning rate", "float", 1e-7, 10.0),
-    Param("optimizer", "adam", "optimiser", "choice", choices=("adam", "sgd")),
-    Param("momentum", 0.9, "SGD momentum", "float", 0.0, 0.999),
-    Param("weight_decay", 0.0, "L2 weight decay", "float", 0.0, 1.0),
-    Param("schedule", "cosine", "learning-rate schedule: cosine (per step, to 0), constant, or multistep (x0.1 at "
-          "62.5%, 75% and 87.5% of the epochs: 150, 180, 210 of 240)", "choice", choices=("cosine", "constant", "multistep")),
-    Param("patience", 0, "early stopping: epochs without a better validation accuracy (0 = off); the best epoch's weights are kept", "int", 0, 10000),
-    Param("augment", False, "augment training batches as the data set says: random crops and flips for CIFAR, "
-          "small shifts for other images, noise for signals and vectors", "bool"),
-    Param("threads", 0, "CPU threads for torch (0 = all cores)", "int", 0, 256),
-    Param("device", "auto", "where to train", "choice", choices=("auto", "cpu", "cuda", "mps")),
-    RECIPE,
-    *fastpath.PARAMS,
-)
-# Settings that do not change the numbers a run produces (left out of its hash).
-NON_SEMANTIC = ("threads", "device", *fastpath.NON_SEMANTIC)
-
-
-def train_settings(given: dict | None = None) -> dict:
-    """Validated training settings with defaults filled in."""
-    return coerce_knobs(TRAIN_PARAMS, dict(given or {}), "training")
 
 
 @dataclass

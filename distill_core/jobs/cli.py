@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 
+import pandas as pd
+
+from ..config import expand, load_experiment_file
+from ..constants import DONE, QUEUED, RUNNING
 from ..errors import DistillError
+from ..measure.settings import COUNTRY
+from . import queue
+from .executor import LocalExecutor, ensure_workers, pool_lock
+from .store import Store
+from .workers import live_pools
 
 
-def _store(args):
-    from .store import Store
-
+def _store(args) -> Store:
     return Store(args.home)
 
 
@@ -43,14 +51,15 @@ def _fmt_time(t) -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) if t else "-"
 
 
-def progress_text(run: dict) -> str:
-    """"student epoch 3/30 · 10%" from a run's latest progress event."""
+def progress_cell(run: dict, blocked: set[int] = frozenset()) -> str:
+    """The PROGRESS column: "student epoch 3/30 10%" from a run's latest progress event, or
+    what a queued run waits for (`blocked`: queue.blocked_ids)."""
     p = run.get("progress") or {}
-    if run["status"] == "queued":
-        if run.get("blocked"):
+    if run["status"] == QUEUED:
+        if run["id"] in blocked:
             return f"waits for #{run['depends_on']} (retry it)"
-        return "queued"
-    if run["status"] != "running":
+        return QUEUED
+    if run["status"] != RUNNING:
         return "-"
     if run.get("cancelling"):
         return "cancelling"
@@ -72,21 +81,17 @@ def _table(rows: list[list], headers: list[str]) -> str:
 
 @_handled
 def cmd_submit(args) -> int:
-    from ..config import load_experiment_file
-
     store = _store(args)
     spec = load_experiment_file(args.file)
-    exp_id, ids = store.submit(spec, force=args.force, priority=args.priority)
+    exp_id, ids = queue.submit(store, spec, expand(spec), force=args.force, priority=args.priority)
     runs = {r["id"]: r for r in store.list_runs(experiment=exp_id)}
-    done = [i for i in ids if runs[i]["status"] == "done"]
+    done = [i for i in ids if runs[i]["status"] == DONE]
     print(f"experiment #{exp_id}: {len(ids)} runs ({', '.join(f'#{i}' for i in ids)})"
           + (f"; {len(done)} already done and reused" if done else ""))
     if args.start_workers:
-        from .scheduler import ensure_workers
-
         info = ensure_workers(store.home, args.workers or None)
         print(f"worker pool {'started' if info['started'] else 'already running'} (pid {info['pid']})")
-    elif not store.live_pools():
+    elif not live_pools(store):
         print("no worker pool is running: start one with the `worker` command")
     return 0
 
@@ -96,22 +101,21 @@ def cmd_jobs(args) -> int:
     store = _store(args)
     while True:
         runs = store.list_runs(status=args.status, experiment=args.experiment, newest_first=True, limit=args.limit)
-        rows = [[r["id"], r["status"], r["role"], r["label"], progress_text(r),
+        blocked = queue.blocked_ids(store)
+        rows = [[r["id"], r["status"], r["role"], r["label"], progress_cell(r, blocked),
                  f"{r['accuracy']:.4f}" if r["accuracy"] is not None else "-", _fmt_time(r["updated"]),
                  (r["error"] or "").splitlines()[0][:60] if r["error"] else ""] for r in reversed(runs)]
         state = store.queue_state()
         text = _table(rows, ["ID", "STATUS", "ROLE", "LABEL", "PROGRESS", "ACC", "UPDATED", "ERROR"])
         summary = "  ".join(f"{k} {v}" for k, v in state.items() if v)
-        pools = store.live_pools()
+        pools = live_pools(store)
         if args.watch:
             print("\033[2J\033[H", end="")
         print(text if rows else "no runs")
         print(f"\n{summary or 'empty queue'}; worker pools: {len(pools)}")
         if not args.watch:
             return 0
-        from .scheduler import outstanding
-
-        if state["running"] == 0 and outstanding(store) == 0:
+        if state[RUNNING] == 0 and queue.outstanding(store) == 0:
             return 0
         try:
             time.sleep(args.watch)
@@ -121,9 +125,8 @@ def cmd_jobs(args) -> int:
 
 @_handled
 def cmd_show(args) -> int:
-    import json
-
-    run = _store(args).get_run(args.id)
+    store = _store(args)
+    run = store.get_run(args.id)
     if run is None:
         print(f"error: no run #{args.id}", file=sys.stderr)
         return 2
@@ -132,7 +135,7 @@ def cmd_show(args) -> int:
     for key in ("created", "started", "finished"):
         print(f"{key:12} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[key])) if run[key] else '-'}")
     if run["progress"]:
-        print(f"{'progress':12} {progress_text(run)}")
+        print(f"{'progress':12} {progress_cell(run, queue.blocked_ids(store))}")
     if run["result"]:
         m = run["result"]["metrics"]
         print("metrics      " + ", ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
@@ -149,18 +152,18 @@ def cmd_show(args) -> int:
 def cmd_cancel(args) -> int:
     store = _store(args)
     if args.experiment is not None:
-        print(f"experiment #{args.experiment}: {store.cancel_experiment(args.experiment)} run(s) cancelled")
+        print(f"experiment #{args.experiment}: {queue.cancel_experiment(store, args.experiment)} run(s) cancelled")
     for rid in args.ids:
-        print(f"run #{rid}: {store.cancel(rid)}")
+        print(f"run #{rid}: {queue.cancel(store, rid)}")
     return 0
 
 
 @_handled
 def cmd_retry(args) -> int:
     store = _store(args)
-    ids = store.retry_interrupted() if args.interrupted else []
+    ids = queue.retry_interrupted(store) if args.interrupted else []
     for rid in args.ids:
-        ids += store.retry(rid)
+        ids += queue.retry(store, rid)
     print(f"queued again: {', '.join(f'#{i}' for i in ids) or 'nothing'}")
     return 0
 
@@ -169,7 +172,7 @@ def cmd_retry(args) -> int:
 def cmd_delete(args) -> int:
     store = _store(args)
     for rid in args.ids:
-        store.delete(rid)
+        queue.delete(store, rid)
         print(f"run #{rid} deleted")
     return 0
 
@@ -195,8 +198,6 @@ def cmd_results(args) -> int:
     if missing:
         print(f"error: unknown column(s) {', '.join(missing)}; see --csv for all", file=sys.stderr)
         return 2
-    import pandas as pd
-
     shown = frame[cols].copy()
     for c in shown.columns:  # whole numbers (params, bytes) print as integers, not 1.956e+04
         v = shown[c]
@@ -209,10 +210,6 @@ def cmd_results(args) -> int:
 
 @_handled
 def cmd_worker(args) -> int:
-    from .executor import LocalExecutor
-    from .scheduler import pool_lock
-    from .store import Store
-
     store = Store(args.home)
     lock = None
     if args.managed:
@@ -221,10 +218,11 @@ def cmd_worker(args) -> int:
             print(f"a managed worker pool already serves {store.home}")
             return 0
     if args.retry_interrupted:
-        ids = store.retry_interrupted()
+        ids = queue.retry_interrupted(store)
         if ids:
             print(f"queued interrupted runs again: {', '.join(f'#{i}' for i in ids)}")
-    pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet)
+    measure = {"country": COUNTRY.coerce(args.country, "--country")} if args.country else None
+    pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet, measure=measure)
     print(f"[pool {pool.pid}] {pool.n} worker(s) x {pool.threads} thread(s) serving {store.home}", flush=True)
     pool.serve(until_empty=args.until_empty, idle_exit=args.idle_exit, handle_signals=True)
     state = store.queue_state()
@@ -282,6 +280,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--retry-interrupted", action="store_true", help="queue interrupted runs again before starting")
     p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS", help="stop after SECONDS with nothing to do")
     p.add_argument("--quiet", action="store_true", help="no line per finished run")
+    p.add_argument("--country", default=None, help="ISO alpha-3 country code for CO2 (default: $DISTILL_COUNTRY or USA)")
     p.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)  # started by ensure_workers
 
 

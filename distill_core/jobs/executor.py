@@ -1,26 +1,36 @@
 """Executors turn queued runs in the store into results.
 
-Pages and the CLI only talk to the `Store`; an executor is whatever serves its queue. The
-interface is small so a distributed executor (Ray) can replace the local one: it would claim
-runs with `scheduler.claim`, run `worker.execute_run` on remote workers that share the home
-folder (or copy artifacts back), and answer the same methods.
+Pages and the CLI only talk to the store and the queue (`queue.submit`, `queue.cancel`...); an
+executor is whatever serves the queue. The interface is small so a distributed executor can
+stand beside the local one without touching the store: a Ray executor claims runs with
+`queue.claim`, ships each run's config, data and teacher (its cache entry, teachers.py) to a
+remote node, runs `engine.runner.run_one` there in a scratch home, brings the run folder back
+and records the end with `store.finish` or `queue.end`.
 
 `LocalExecutor` is a pool of long-lived worker processes on this machine, watched by a monitor
 thread that replaces a worker that dies (its run is failed with the reason), stops a run that
 ignores a cancel request, beats the pool's heartbeat, and marks runs of dead pools interrupted.
+`ensure_workers` starts one as a detached process for the dashboard.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from .scheduler import outstanding, recover_orphans
-from .store import HOST, RUNNING, Store, pid_alive
+from .. import paths
+from ..constants import CANCELLED, FAILED, INTERRUPTED, RUNNING
+from . import queue
+from .host import HOST, pid_alive
+from .store import Store
+from .worker import worker_main
+from .workers import heartbeat, live_pools, recover_orphans, register, salvage, unregister
 
 CANCEL_GRACE = 5.0  # seconds a running run may take to honour a cancel before its worker is killed
 HEARTBEAT = 1.0
@@ -36,7 +46,7 @@ def default_threads(workers: int) -> int:
 
 
 class Executor(ABC):
-    """What serves the queue of a store. Submitting and querying go through `Store`."""
+    """What serves the queue of a store. Submitting and querying go through `queue` and `Store`."""
 
     def __init__(self, home: str | Path | None = None):
         self.store = Store(home)
@@ -53,20 +63,12 @@ class Executor(ABC):
     def alive(self) -> bool:
         """Whether it is serving."""
 
-    def submit(self, spec, force: bool = False, priority: int = 0) -> tuple[int, list[int]]:
-        """Queue an experiment (see Store.submit); the executor picks its runs up."""
-        return self.store.submit(spec, force=force, priority=priority)
-
-    def cancel(self, run_id: int) -> str:
-        """Cancel a run (see Store.cancel)."""
-        return self.store.cancel(run_id)
-
     def wait_until_empty(self, timeout: float | None = None, poll: float = 0.2) -> bool:
         """Wait until no run is running and none is left to start (runs waiting on an
         interrupted run do not count); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self.store.queue_state()["running"] == 0 and outstanding(self.store) == 0:
+            if self.store.queue_state()[RUNNING] == 0 and queue.outstanding(self.store) == 0:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -80,13 +82,16 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """A pool of `workers` long-lived processes (spawn context), `threads` torch threads each."""
+    """A pool of `workers` long-lived processes (spawn context), `threads` torch threads each.
+    `measure`: measurement settings for every run it serves (e.g. {"country": "FRA"}), under
+    a run config's own."""
 
     def __init__(self, home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
-                 poll: float = 0.1, quiet: bool = False, log=print):
+                 poll: float = 0.1, quiet: bool = False, log=print, measure: dict | None = None):
         super().__init__(home)
         self.n = workers or default_workers()
         self.threads = threads or default_threads(self.n)
+        self.measure = dict(measure or {})
         self.poll, self.quiet, self.log = poll, quiet, log
         self.ctx = mp.get_context("spawn")
         self.stop_event = self.ctx.Event()
@@ -100,7 +105,7 @@ class LocalExecutor(Executor):
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> "LocalExecutor":
-        self.store.register_worker(self.pid, "pool", None, {"workers": self.n, "threads": self.threads})
+        register(self.store, self.pid, "pool", None, {"workers": self.n, "threads": self.threads, **self.measure})
         marked = recover_orphans(self.store)
         if marked and self.log:
             self.log(f"[pool {self.pid}] marked {len(marked)} run(s) left running by a dead process as interrupted: "
@@ -111,10 +116,9 @@ class LocalExecutor(Executor):
         return self
 
     def _spawn(self):
-        from .worker import worker_main
-
         p = self.ctx.Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_event, self.pid,
-                                                       self.poll, self.quiet), daemon=True, name="distill-worker")
+                                                       self.poll, self.quiet, self.measure), daemon=True,
+                             name="distill-worker")
         p.start()
         self.spawned[p.pid] = time.monotonic()
         return p
@@ -142,8 +146,8 @@ class LocalExecutor(Executor):
                 p.kill()
                 p.join(5)
         for p in self.procs:  # anything a killed worker left running
-            self._reap(p, "interrupted: the worker pool shut down during the run; retry to run it again", "interrupted")
-        self.store.unregister_worker(self.pid)
+            self._reap(p, "interrupted: the worker pool shut down during the run; retry to run it again", INTERRUPTED)
+        unregister(self.store, self.pid)
 
     # -- the monitor ------------------------------------------------------------------------------
 
@@ -154,7 +158,7 @@ class LocalExecutor(Executor):
                 self._check_workers()
                 now = time.monotonic()
                 if now - last_beat >= HEARTBEAT:
-                    self.store.heartbeat(self.pid)
+                    heartbeat(self.store, self.pid)
                     last_beat = now
                 self._enforce_cancels()
                 if now - last_recover >= 5.0:
@@ -172,8 +176,8 @@ class LocalExecutor(Executor):
             code = p.exitcode
             reason = (f"worker process died (signal {-code})" if code is not None and code < 0
                       else f"worker process exited unexpectedly (exit code {code})")
-            self._reap(p, reason, "failed")
-            self.store.unregister_worker(p.pid)
+            self._reap(p, reason, FAILED)
+            unregister(self.store, p.pid)
             lived = time.monotonic() - self.spawned.pop(p.pid, 0.0)
             self.crashes = self.crashes + 1 if lived < 5 else 0
             if self.crashes > 3:  # a worker that dies at start-up: do not spin, wait a little
@@ -189,13 +193,13 @@ class LocalExecutor(Executor):
         for run in self.store.read(lambda con: con.execute(
                 "SELECT id, cancel_requested FROM runs WHERE status = 'running' AND worker_pid = ? AND worker_host = ?",
                 (p.pid, HOST)).fetchall()):
-            if self.store.salvage(run["id"]):  # it died after writing its result
+            if salvage(self.store, run["id"]):  # it died after writing its result
                 continue
             if run["cancel_requested"] is not None:
-                self.store.end(run["id"], "cancelled", "cancelled by request (its worker was stopped)",
-                               only_if_running=True, worker_pid=p.pid)
+                queue.end(self.store, run["id"], CANCELLED, "cancelled by request (its worker was stopped)",
+                          only_if_running=True, worker_pid=p.pid)
             else:
-                self.store.end(run["id"], status, reason, only_if_running=True, worker_pid=p.pid)
+                queue.end(self.store, run["id"], status, reason, only_if_running=True, worker_pid=p.pid)
 
     def _enforce_cancels(self) -> None:
         """A run that does not stop within CANCEL_GRACE of its cancel request (stuck outside the
@@ -230,14 +234,14 @@ class LocalExecutor(Executor):
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may arrive ignored (background jobs)
                 signal.signal(sig, lambda *_: stop.set())
-        if until_empty and outstanding(self.store) == 0 and self.store.queue_state()["running"] == 0:
+        if until_empty and queue.outstanding(self.store) == 0 and self.store.queue_state()[RUNNING] == 0:
             return  # nothing to do: do not start workers only to stop them
         if not self.alive():
             self.start()
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                busy = outstanding(self.store) > 0 or bool(self._busy_pids())
+                busy = queue.outstanding(self.store) > 0 or bool(self._busy_pids())
                 if busy:
                     idle_since = time.monotonic()
                 elif until_empty:
@@ -252,3 +256,61 @@ class LocalExecutor(Executor):
                 self.log(f"[pool {self.pid}] stopping: runs in progress are marked interrupted")
         finally:
             self.shutdown()
+
+
+# -- a detached pool for the dashboard -----------------------------------------------------------------
+
+
+def ensure_workers(home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
+                   idle_exit: float | None = None, country: str | None = None) -> dict:
+    """Make sure a worker pool serves this home folder; start a detached one if none is alive.
+
+    For the dashboard: pages call this, then only submit and poll the store. The pool runs as
+    its own process (`python -m distill_core.jobs.cli worker --managed`), survives the page,
+    writes its log to <home>/logs/pool.log and records its pid and heartbeat in the store. Its
+    settings (workers, threads, the CodeCarbon country) are its command-line arguments.
+    Returns {"pid": int, "started": bool}.
+    """
+    store = Store(home)
+    live = live_pools(store)
+    if live:
+        return {"pid": live[0]["pid"], "started": False}
+    lock = pool_lock(store.home)
+    if lock is None:  # a managed pool holds the lock: it is starting up
+        return {"pid": None, "started": False}
+    lock.close()
+    logs = store.home / paths.LOGS
+    logs.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "distill_core.jobs.cli", "worker", "--home", str(store.home), "--managed"]
+    for flag, value in (("--workers", workers), ("--threads", threads), ("--idle-exit", idle_exit), ("--country", country)):
+        if value:
+            cmd += [flag, str(value)]
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # so the child finds distill_core from any cwd
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(logs / paths.POOL_LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True, env=env)
+    return {"pid": proc.pid, "started": True}
+
+
+def stop_pool(pid: int) -> None:
+    """Ask a pool of this host to stop (SIGTERM): it stops its workers and marks their runs
+    interrupted. OSError when it cannot be signalled."""
+    os.kill(int(pid), signal.SIGTERM)
+
+
+def pool_lock(home: Path):
+    """Take <home>/pool.lock without waiting: the open file (keep it open to hold the lock),
+    or None when another managed pool holds it. Where file locks are missing, always the file."""
+    f = open(Path(home) / paths.POOL_LOCK, "a+")
+    try:
+        import fcntl  # POSIX only: imported here so that the rest of the module works elsewhere
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        return f
+    except OSError:
+        f.close()
+        return None
+    return f

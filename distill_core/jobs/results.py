@@ -21,7 +21,11 @@ from __future__ import annotations
 import json
 import math
 
-from .labels import method_label, model_label
+import numpy as np
+import pandas as pd
+
+from ..labels import method_label, model_label
+from ..run_config import RunConfig
 
 # name -> (dtype, meaning)
 RESULT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -121,10 +125,8 @@ def _row(r, exps: dict, experiment: int | None) -> tuple[dict, dict]:
         "device": train.get("device"), "threads": train.get("threads"),
         "attempts": r["attempts"], "created": r["created"], "started": r["started"], "finished": r["finished"],
     }
-    if row["teacher_hash"] is None and teacher:
-        from ..config import run_hash
-
-        row["teacher_hash"] = run_hash(teacher)
+    if row["teacher_hash"] is None and teacher:  # a run without a result yet
+        row["teacher_hash"] = RunConfig.from_dict(cfg).teacher_hash
     extra: dict = {}
     for key in _NESTED:
         if isinstance(res.get(key), dict):
@@ -140,9 +142,6 @@ def _row(r, exps: dict, experiment: int | None) -> tuple[dict, dict]:
 
 
 def build_frame(rows, exps: dict, experiment: int | None = None):
-    import numpy as np
-    import pandas as pd
-
     fixed, extras = [], []
     for r in rows:
         a, b = _row(r, exps, experiment)

@@ -1,20 +1,21 @@
-"""The experiment store: one SQLite file, `<DISTILL_HOME>/lab.sqlite`.
+"""The database: one SQLite file, `<home>/lab.sqlite` (paths.DB).
 
 It holds experiments, their runs (status, config, result, error), progress events, and the
-worker pools that serve the queue. Artifacts (weights, exports, cards) live in
-`<home>/runs/<hash>/`, written there by `engine.runner.run_one`; the store keeps the path.
+worker pools that serve the queue. This module is the database layer only: the connection,
+retries while another process writes, the schema and its migrations, and plain reads and writes
+of rows. What the rows mean for the queue (which run goes next, dependencies, failures that
+propagate) is in `queue.py`; the worker registry and heartbeats in `workers.py`. Artifacts
+(weights, exports, cards) live in `<home>/runs/<hash>/`; a run's row keeps the path.
 
-Everything a page shows comes from here. The page-facing API, all on `Store`:
+Reads for the pages, all on `Store`:
 
-    submit(spec, force=False)       -> (experiment_id, [run ids])      validates first
     list_runs(status=, experiment=) -> [run summary dicts]             the jobs table
     get_run(run_id)                 -> full run dict or None            config, result, traceback
     progress(run_id, after=0)       -> [event dicts]                    live curves
     results_frame(experiment=None)  -> pandas DataFrame, one row per finished run (every plot)
-    teachers(dataset=None)          -> trained teachers available for reuse
+    experiments()                   -> experiments with their run counts
     changes_since(cursor)           -> what changed (cheap polling)
     queue_state()                   -> {status: count}
-    cancel(id) / cancel_experiment(id) / retry(id) / retry_interrupted() / delete(id)
 
 Concurrency: every call opens its own short-lived connection, so a Store may be shared by
 threads and processes. Writes take the write lock up front (BEGIN IMMEDIATE) and are retried
@@ -23,36 +24,20 @@ with backoff while another process holds it, so many submitters never see "datab
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import socket
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import pandas as pd
+
+from .. import paths
+from ..constants import DONE, RUNNING, STATUSES
 from ..errors import DistillError
-from ..paths import home_dir
-from .labels import model_label, run_label
+from .results import build_frame
 
-QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "done", "failed", "cancelled", "interrupted"
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)
-RETRYABLE = (FAILED, CANCELLED, INTERRUPTED)  # a run in one of these can be queued again
 SCHEMA_VERSION = 1
-DB_NAME = "lab.sqlite"
-
-
-def _host_id() -> str:
-    """This machine and boot: a pid recorded before a restart must not be taken for a live one."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f"{socket.gethostname()}:{f.read().strip()[:8]}"
-    except OSError:
-        return socket.gethostname()
-
-
-HOST = _host_id()
 
 
 class JobError(DistillError):
@@ -150,8 +135,8 @@ class Store:
     """The lab's SQLite store in `home` (default: DISTILL_HOME)."""
 
     def __init__(self, home: str | Path | None = None, timeout: float = 60.0):
-        self.home = home_dir(home)
-        self.path = self.home / DB_NAME
+        self.home = paths.home_dir(home)
+        self.path = self.home / paths.DB
         self.timeout = timeout  # how long a write keeps retrying while the database is busy
         if str(self.path) not in _migrated:
             self._migrate()
@@ -257,164 +242,13 @@ class Store:
         numbers grow in commit order: a poller that passes the last one it saw misses nothing."""
         return con.execute("UPDATE counters SET value = value + 1 WHERE name = 'version' RETURNING value").fetchone()[0]
 
-    # -- submitting ----------------------------------------------------------------------------
-
-    def submit(self, spec, force: bool = False, priority: int = 0) -> tuple[int, list[int]]:
-        """Validate an experiment, expand it into runs and queue them.
-
-        `spec` is an ExperimentSpec or a dict of its fields. A ConfigError (with a message for
-        the widget concerned) is raised before anything is written. A run whose config hash is
-        already in the store is reused: queued, running or done runs are linked to the new
-        experiment as they are; failed, cancelled or interrupted ones are queued again.
-        `force=True` queues finished runs again as new runs (the old results stay).
-        Returns the experiment id and its run ids, dependencies (the teacher) first.
-        """
-        from ..config import ExperimentSpec, expand, run_hash
-
-        if not isinstance(spec, ExperimentSpec):
-            spec = ExperimentSpec.from_dict(spec)
-        configs = expand(spec)
-        items = [(cfg, run_hash(cfg), run_label(cfg), run_hash(cfg["teacher"]) if cfg.get("teacher") else None)
-                 for cfg in configs]
-        spec_json = to_json(spec.to_dict())
-
-        def txn(con):
-            v, now = self.bump(con), time.time()
-            exp_id = con.execute("INSERT INTO experiments (name, spec, created, version) VALUES (?, ?, ?, ?)",
-                                 (spec.name or "", spec_json, now, v)).lastrowid
-            by_hash: dict[str, int] = {}
-            ids = []
-            for pos, (cfg, h, label, teacher_hash) in enumerate(items):
-                dep = None
-                if teacher_hash:
-                    dep = by_hash.get(teacher_hash)
-                    if dep is None:
-                        row = con.execute("SELECT id FROM runs WHERE hash = ? ORDER BY (status = 'done') DESC, id DESC LIMIT 1",
-                                          (teacher_hash,)).fetchone()
-                        dep = row[0] if row else None
-                row = con.execute("SELECT id, status, depends_on FROM runs WHERE hash = ? ORDER BY id DESC LIMIT 1",
-                                  (h,)).fetchone()
-                if row is not None and (not force or row["status"] in (QUEUED, RUNNING)):
-                    rid = row["id"]
-                    if row["status"] in RETRYABLE:
-                        self._requeue(con, rid, v, now, depends_on=dep)
-                    elif row["status"] == QUEUED and row["depends_on"] is None and dep is not None:
-                        con.execute("UPDATE runs SET depends_on = ? WHERE id = ?", (dep, rid))
-                else:
-                    rid = con.execute(
-                        """INSERT INTO runs (hash, role, label, config, status, depends_on, priority, force,
-                           created, updated, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                        (h, cfg["role"], label, to_json(cfg), QUEUED, dep, int(priority), int(bool(force)), now, now, v),
-                    ).lastrowid
-                con.execute("INSERT OR IGNORE INTO experiment_runs (experiment_id, run_id, position) VALUES (?, ?, ?)",
-                            (exp_id, rid, pos))
-                by_hash[h] = rid
-                ids.append(rid)
-            return exp_id, ids
-
-        return self.write(txn, durable=True)
-
     @staticmethod
-    def _requeue(con, run_id: int, version: int, now: float, depends_on: int | None = None) -> None:
-        con.execute(
-            """UPDATE runs SET status = 'queued', error = NULL, traceback = NULL, result = NULL, progress = NULL,
-               worker_pid = NULL, worker_host = NULL, cancel_requested = NULL, dep_failed = 0, started = NULL,
-               finished = NULL, depends_on = COALESCE(?, depends_on), updated = ?, version = ? WHERE id = ?""",
-            (depends_on, now, version, run_id),
-        )
-        con.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
-
-    # -- control ---------------------------------------------------------------------------------
-
-    def _row(self, con, run_id: int) -> sqlite3.Row:
+    def run_row(con: sqlite3.Connection, run_id: int) -> sqlite3.Row:
+        """A run's row inside a transaction; JobError when there is none."""
         row = con.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),)).fetchone()
         if row is None:
             raise JobError(f"no run #{run_id}")
         return row
-
-    def cancel(self, run_id: int) -> str:
-        """Cancel a run. A queued run is cancelled at once; a running one is asked to stop (its
-        worker stops within two seconds and marks it cancelled). Returns the status it has now:
-        "cancelled", "cancelling", or its unchanged final status."""
-        def txn(con):
-            row = self._row(con, run_id)
-            now = time.time()
-            if row["status"] == QUEUED:
-                v = self.bump(con)
-                con.execute("UPDATE runs SET status = 'cancelled', finished = ?, error = 'cancelled before it started', "
-                            "updated = ?, version = ? WHERE id = ?", (now, now, v, row["id"]))
-                propagate_failures(con, v, now)
-                return CANCELLED
-            if row["status"] == RUNNING:
-                if row["cancel_requested"] is None:
-                    v = self.bump(con)
-                    con.execute("UPDATE runs SET cancel_requested = ?, updated = ?, version = ? WHERE id = ?",
-                                (now, now, v, row["id"]))
-                return "cancelling"
-            return row["status"]
-
-        return self.write(txn)
-
-    def cancel_experiment(self, experiment_id: int) -> int:
-        """Cancel every queued or running run of an experiment; returns how many."""
-        ids = [r["id"] for r in self.list_runs(status=[QUEUED, RUNNING], experiment=experiment_id)]
-        for rid in ids:
-            self.cancel(rid)
-        return len(ids)
-
-    def retry(self, run_id: int) -> list[int]:
-        """Queue a failed, cancelled or interrupted run again, together with the runs that
-        failed only because it did. Returns the ids queued."""
-        def txn(con):
-            row = self._row(con, run_id)
-            if row["status"] not in RETRYABLE:
-                hint = " (submit with force to run it again)" if row["status"] == DONE else ""
-                raise JobError(f"run #{run_id} is {row['status']}; only failed, cancelled or interrupted runs can be retried{hint}")
-            v, now = self.bump(con), time.time()
-            queued, todo = [], [row["id"]]
-            while todo:
-                rid = todo.pop()
-                self._requeue(con, rid, v, now)
-                queued.append(rid)
-                todo += [r[0] for r in con.execute(
-                    "SELECT id FROM runs WHERE depends_on = ? AND status = 'failed' AND dep_failed = 1", (rid,))]
-            return queued
-
-        return self.write(txn)
-
-    def retry_interrupted(self) -> list[int]:
-        """Queue again every run left interrupted (by a stopped pool or a restart)."""
-        ids = [r["id"] for r in self.list_runs(status=INTERRUPTED)]
-        out = []
-        for rid in ids:
-            try:
-                out += self.retry(rid)
-            except JobError:  # changed meanwhile
-                continue
-        return out
-
-    def delete(self, run_id: int) -> None:
-        """Delete a run, its events and, when no other run shares its hash, its artifacts folder
-        (for a teacher, also its cached weights and logits). A running run must be cancelled first."""
-        def txn(con):
-            row = self._row(con, run_id)
-            if row["status"] == RUNNING:
-                raise JobError(f"run #{run_id} is running; cancel it first")
-            v, now = self.bump(con), time.time()
-            rid = row["id"]
-            con.execute("DELETE FROM events WHERE run_id = ?", (rid,))
-            con.execute("DELETE FROM experiment_runs WHERE run_id = ?", (rid,))
-            con.execute("DELETE FROM runs WHERE id = ?", (rid,))
-            con.execute("UPDATE runs SET depends_on = NULL, updated = ?, version = ? WHERE depends_on = ?", (now, v, rid))
-            con.execute("INSERT OR REPLACE INTO tombstones VALUES (?, ?)", (rid, v))
-            shared = con.execute("SELECT COUNT(*) FROM runs WHERE hash = ?", (row["hash"],)).fetchone()[0]
-            return row["hash"], row["role"], json.loads(row["config"]), shared
-
-        h, role, config, shared = self.write(txn)
-        if not shared:
-            shutil.rmtree(self.home / "runs" / h, ignore_errors=True)
-            if role != "student":
-                shutil.rmtree(self.home / "teachers" / teacher_cache_key(config), ignore_errors=True)
 
     # -- queries for the pages -------------------------------------------------------------------
 
@@ -436,8 +270,7 @@ class Store:
                   frame: bool = False):
         """Run summaries (no config or full result): id, hash, role, label, status, depends_on,
         priority, attempts, worker_pid, created/started/finished/updated (unix seconds), error,
-        progress (the latest event dict or None), experiments (ids), cancelling, accuracy, blocked
-        (queued behind an interrupted run: it starts once that run is retried).
+        progress (the latest event dict or None), experiments (ids), cancelling, accuracy.
         Filter by status (one or several), experiment id, role. `frame=True` gives a DataFrame."""
         where, args = [], []
         if status is not None:
@@ -463,20 +296,17 @@ class Store:
 
         def q(con):
             rows = con.execute(sql, args).fetchall()
-            return rows, self._experiment_map(con), blocked_ids(con)
+            return rows, self._experiment_map(con)
 
-        rows, exps, blocked = self.read(q)
+        rows, exps = self.read(q)
         out = []
         for row in rows:
             d = self._summary(row, exps)
             d["accuracy"] = row["acc"]
-            d["blocked"] = row["id"] in blocked
             d.pop("acc", None)
             out.append(d)
         if frame:
-            import pandas as pd
-
-            df = pd.DataFrame(out, columns=[c.strip() for c in self._SUMMARY.split(",")] + ["experiments", "cancelling", "accuracy", "blocked"])
+            df = pd.DataFrame(out, columns=[c.strip() for c in self._SUMMARY.split(",")] + ["experiments", "cancelling", "accuracy"])
             for col in ("depends_on", "worker_pid", "cancel_requested", "created", "started", "finished", "updated", "accuracy"):
                 df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
             return df
@@ -508,7 +338,7 @@ class Store:
         result = _loads(row["result"])
         d = self._summary(row, exps, result)
         d.update(config=_loads(row["config"]), result=result, traceback=row["traceback"], events=n_events,
-                 force=bool(row["force"]), folder=str(self.home / "runs" / row["hash"]))
+                 force=bool(row["force"]), folder=str(paths.run_folder(self.home, row["hash"])))
         return d
 
     def progress(self, run_id: int, after: int = 0) -> list[dict]:
@@ -562,51 +392,12 @@ class Store:
         return [{"id": e["id"], "name": e["name"], "created": e["created"], "spec": json.loads(e["spec"]),
                  "runs": sum(per.get(e["id"], {}).values()), "counts": per.get(e["id"], {})} for e in exps]
 
-    def teachers(self, dataset: str | None = None) -> list[dict]:
-        """Trained teachers available for reuse (from teacher runs and the teacher cache).
-
-        Each: hash, run_id (None when trained inside another run), role, dataset, model (short
-        name), model_spec, params, test_accuracy, created, config (the teacher run config) and
-        spec_fields: the ExperimentSpec fields (dataset, dataset_knobs, teacher, teacher_train)
-        that make a new experiment reuse this very teacher instead of training one.
-        """
-        from ..config import dataset_name_and_knobs
-        from ..engine.runner import TeacherCache
-
-        runs = {}
-        for r in self.list_runs(status=DONE):
-            if r["role"] != "student":
-                runs[teacher_cache_key(self.get_run(r["id"])["config"])] = r["id"]
-        out = []
-        for meta in TeacherCache(self.home).list():
-            h = meta["hash"]
-            try:
-                cfg = json.loads((self.home / "teachers" / h / "config.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if not cfg.get("dataset"):
-                continue
-            name, ds = dataset_name_and_knobs(cfg["dataset"])
-            if dataset is not None and name != dataset:
-                continue
-            out.append({
-                "hash": h, "run_id": runs.get(h), "role": meta.get("role"), "dataset": name,
-                "model": model_label(cfg.get("model")), "model_spec": cfg.get("model"),
-                "params": meta.get("params"), "test_accuracy": meta.get("test_accuracy"),
-                "created": meta.get("created"), "config": cfg,
-                "spec_fields": {"dataset": name, "dataset_knobs": ds, "teacher": cfg.get("model"),
-                                "teacher_train": cfg.get("train")},
-            })
-        return sorted(out, key=lambda t: -(t["created"] or 0))
-
     def results_frame(self, experiment: int | None = None, status: str | None = DONE):
         """All finished runs as one pandas DataFrame, one row per run: the single source for
         every plot. See `results.RESULT_COLUMNS` for the fixed columns; every numeric or text
         leaf of a run's `measure`, `energy` and `phases` results, of its training settings and
         of its method and data-set knobs is added as "measure.size.fp32_bytes"-style columns.
         Numbers are float64 with NaN where a run has no value; never 0 for missing."""
-        from .results import build_frame
-
         where, args = [], []
         if status is not None:
             where.append("r.status = ?")
@@ -622,7 +413,7 @@ class Store:
         rows, exps = self.read(q)
         return build_frame(rows, exps, experiment)
 
-    # -- used by workers -------------------------------------------------------------------------
+    # -- written by workers -------------------------------------------------------------------------
 
     def add_events(self, run_id: int, events: list[dict]) -> None:
         """Append progress events; the last becomes the run's current progress."""
@@ -653,123 +444,3 @@ class Store:
                         "updated = ?, version = ? WHERE id = ?", (to_json(result), now, now, v, run_id))
 
         self.write(txn, durable=True)
-
-    def salvage(self, run_id: int) -> bool:
-        """Record a run as done from its result.json when its worker wrote the result but died
-        (or failed to reach the store) before recording it: nothing finished is lost."""
-        row = self.read(lambda con: con.execute("SELECT hash, started, status FROM runs WHERE id = ?", (run_id,)).fetchone())
-        if row is None or row["started"] is None or row["status"] == DONE:
-            return False
-        try:
-            result = json.loads((self.home / "runs" / row["hash"] / "result.json").read_text())
-        except (OSError, ValueError):
-            return False
-        if not isinstance(result, dict) or float(result.get("started") or 0) < row["started"]:
-            return False  # an older attempt's file
-        self.finish(run_id, result)
-        return True
-
-    def end(self, run_id: int, status: str, error: str, traceback: str | None = None,
-            only_if_running: bool = False, worker_pid: int | None = None) -> bool:
-        """End a run as failed, cancelled or interrupted with a reason; its dependents fail."""
-        assert status in (FAILED, CANCELLED, INTERRUPTED)
-
-        def txn(con):
-            v, now = self.bump(con), time.time()
-            sql = "UPDATE runs SET status = ?, error = ?, traceback = ?, finished = ?, updated = ?, version = ? WHERE id = ?"
-            args = [status, error, traceback, now, now, v, run_id]
-            if only_if_running:
-                sql += " AND status = 'running'"
-            if worker_pid is not None:
-                sql += " AND worker_pid = ?"
-                args.append(worker_pid)
-            changed = con.execute(sql, args).rowcount
-            propagate_failures(con, v, now)
-            return bool(changed)
-
-        return self.write(txn, durable=True)
-
-    # -- worker pools ----------------------------------------------------------------------------
-
-    def register_worker(self, pid: int, kind: str, pool_pid: int | None = None, info: dict | None = None) -> None:
-        now = time.time()
-        self.write(lambda con: con.execute("INSERT OR REPLACE INTO workers VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                           (pid, HOST, kind, pool_pid, now, now, to_json(info or {}))))
-
-    def unregister_worker(self, pid: int) -> None:
-        self.write(lambda con: con.execute("DELETE FROM workers WHERE host = ? AND (pid = ? OR pool_pid = ?)", (HOST, pid, pid)))
-
-    def heartbeat(self, pool_pid: int) -> None:
-        """A pool's heartbeat, for itself and its workers."""
-        now = time.time()
-        self.write(lambda con: con.execute("UPDATE workers SET heartbeat = ? WHERE host = ? AND (pid = ? OR pool_pid = ?)",
-                                           (now, HOST, pool_pid, pool_pid)))
-
-    def workers(self) -> list[dict]:
-        rows = self.read(lambda con: con.execute("SELECT * FROM workers ORDER BY started").fetchall())
-        return [{**dict(r), "info": _loads(r["info"])} for r in rows]
-
-    def live_pools(self, stale: float = 10.0) -> list[dict]:
-        """Pools whose heartbeat is fresh and whose process is alive (on this host)."""
-        now = time.time()
-        return [w for w in self.workers() if w["kind"] == "pool" and now - w["heartbeat"] < stale
-                and (w["host"] != HOST or pid_alive(w["pid"]))]
-
-
-def teacher_cache_key(config: dict) -> str:
-    """The folder name of a teacher (or assistant) config in <home>/teachers/."""
-    from ..engine import runner
-
-    key = getattr(runner, "cache_key", None)
-    if key is None:
-        from ..config import run_hash as key
-    return key(config)
-
-
-# Queued runs that cannot start until someone retries an interrupted run they depend on.
-BLOCKED_CTE = """WITH RECURSIVE blocked(id) AS (
-    SELECT r.id FROM runs r JOIN runs d ON d.id = r.depends_on WHERE r.status = 'queued' AND d.status = 'interrupted'
-    UNION SELECT r.id FROM runs r JOIN blocked b ON r.depends_on = b.id WHERE r.status = 'queued')"""
-
-
-def blocked_ids(con: sqlite3.Connection) -> set[int]:
-    return {r[0] for r in con.execute(BLOCKED_CTE + " SELECT id FROM blocked")}
-
-
-def propagate_failures(con: sqlite3.Connection, version: int, now: float) -> int:
-    """Fail queued runs whose dependency (the teacher run) failed or was cancelled, naming it;
-    repeated down chains of dependencies. Returns how many were failed. (Runs waiting on an
-    interrupted run stay queued: retrying it lets them go on.)"""
-    total = 0
-    while True:
-        rows = con.execute("""SELECT r.id, d.id AS dep, d.status AS dep_status, d.error AS dep_error FROM runs r
-                              JOIN runs d ON d.id = r.depends_on
-                              WHERE r.status = 'queued' AND d.status IN ('failed', 'cancelled')""").fetchall()
-        if not rows:
-            return total
-        for r in rows:
-            why = (r["dep_error"] or "").splitlines()[0][:200] if r["dep_error"] else ""
-            msg = f"its teacher run #{r['dep']} {r['dep_status']}" + (f": {why}" if why else "")
-            con.execute("UPDATE runs SET status = 'failed', dep_failed = 1, error = ?, finished = ?, updated = ?, "
-                        "version = ? WHERE id = ?", (msg, now, now, version, r["id"]))
-        total += len(rows)
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this host is alive (a zombie counts as dead)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-

@@ -1,24 +1,30 @@
 """A worker: a long-lived process that claims runs from the store and runs them one by one.
 
 Python, torch and the data sets load once per worker, not once per run, so a sweep of many
-small runs costs about the sum of its runs. `execute_run` is the part any executor reuses: it
-runs one claimed run with progress events, cancellation and error capture.
+small runs costs about the sum of its runs. `execute_run` runs one claimed run with progress
+events, cancellation and error capture; the run itself is `engine.runner.run_one`, which needs
+only the run, a home folder and the settings handed to it.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import time
 import traceback
 from typing import Callable
 
+import torch
+
+from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
+from ..engine.runner import run_one
 from ..errors import Cancelled, DistillError
-from .scheduler import claim
-from .store import CANCELLED, DONE, FAILED, INTERRUPTED, Store, teacher_cache_key
+from ..run_config import RunConfig
+from ..teachers import TeacherCache
+from . import queue
+from .store import Store
+from .workers import register, salvage
 
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes of one run (events in between are batched)
 STOP_POLL = 0.25  # seconds between checks of the store for a cancel request
@@ -77,49 +83,35 @@ class StopCheck:
         return bool(self.reason)
 
 
-def _with_threads(config: dict, threads: int | None) -> dict:
-    """Fill threads=0 ("all cores") with the worker's share. Threads are not part of the hash."""
-    if not threads:
-        return config
-    config = copy.deepcopy(config)
-    c = config
-    while c:
-        if not c.get("train", {}).get("threads"):
-            c.setdefault("train", {})["threads"] = threads
-        c = c.get("teacher")
-    return config
-
-
 def execute_run(store: Store, run: dict, threads: int | None = None, quit: Callable[[], bool] | None = None,
-                log: Callable[[str], None] | None = print) -> str:
-    """Run one claimed run (a row dict from `scheduler.claim`) and record how it ended.
+                log: Callable[[str], None] | None = print, measure: dict | None = None) -> str:
+    """Run one claimed run (a row dict from `queue.claim`) and record how it ended.
 
+    `threads` fills a run's "all cores" setting; `measure` are the pool's measurement settings.
     Returns the final status: done, failed, cancelled or interrupted (the pool shut down).
     """
-    from ..engine.runner import run_one
-
     run_id = run["id"]
-    config = json.loads(run["config"])
+    config = RunConfig.from_dict(json.loads(run["config"]))
     events = EventWriter(store, run_id)
     stop = StopCheck(store, run_id, quit)
     events({"phase": "start", "worker_pid": os.getpid(), "attempt": run["attempts"] + 1})
     started = time.perf_counter()
-    if run.get("force") and config["role"] != "student":
-        _drop_cached_teacher(store, teacher_cache_key(config))
+    if run.get("force") and config.role != STUDENT:  # a forced teacher re-run trains again
+        TeacherCache(store.home).drop(config.hash)
     try:
-        result = run_one(_with_threads(config, threads), store.home, events, stop)
+        result = run_one(config.with_threads(threads), store.home, events, stop, measure=measure)
     except Cancelled as exc:
         events.flush()
         if stop.reason == "shutdown":
-            store.end(run_id, INTERRUPTED, f"interrupted: the worker pool shut down during the run ({exc}); retry to run it again")
+            queue.end(store, run_id, INTERRUPTED, f"interrupted: the worker pool shut down during the run ({exc}); retry to run it again")
             status = INTERRUPTED
         else:
-            store.end(run_id, CANCELLED, f"cancelled by request ({exc})")
+            queue.end(store, run_id, CANCELLED, f"cancelled by request ({exc})")
             status = CANCELLED
     except Exception as exc:  # the run failed: keep the message and the traceback for the page
         events.flush()
         msg = str(exc) if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
-        store.end(run_id, FAILED, msg, traceback.format_exc())
+        queue.end(store, run_id, FAILED, msg, traceback.format_exc())
         status = FAILED
     else:
         events.flush()
@@ -130,7 +122,7 @@ def execute_run(store: Store, run: dict, threads: int | None = None, quit: Calla
             if log is not None:
                 log(f"[worker {os.getpid()}] run #{run_id}: could not record its result ({exc}); "
                     f"it is kept in {result['artifacts']['folder']}")
-            if not store.salvage(run_id):
+            if not salvage(store, run_id):
                 raise
     if log is not None:
         took = time.perf_counter() - started
@@ -139,38 +131,24 @@ def execute_run(store: Store, run: dict, threads: int | None = None, quit: Calla
     return status
 
 
-def _drop_cached_teacher(store: Store, h: str) -> None:
-    """A forced teacher re-run trains again: move its cache entry aside, then remove it."""
-    folder = store.home / "teachers" / h
-    if folder.exists():
-        aside = folder.with_name(f".old-{h}-{os.getpid()}-{time.time_ns()}")
-        try:
-            os.replace(folder, aside)
-        except OSError:
-            return
-        shutil.rmtree(aside, ignore_errors=True)
-
-
 def run_inline(store: Store, threads: int | None = None, log: Callable[[str], None] | None = None,
-               quit: Callable[[], bool] | None = None) -> list[tuple[int, str]]:
+               quit: Callable[[], bool] | None = None, measure: dict | None = None) -> list[tuple[int, str]]:
     """Run ready runs one after another in this process until none is ready: for notebooks,
     tests, or a machine where extra processes are unwelcome. Returns (run id, status) pairs."""
     done = []
     while quit is None or not quit():
-        run = claim(store, os.getpid())
+        run = queue.claim(store, os.getpid())
         if run is None:
             break
-        done.append((run["id"], execute_run(store, run, threads, quit, log)))
+        done.append((run["id"], execute_run(store, run, threads, quit, log, measure)))
     return done
 
 
-def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False) -> None:
+def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False,
+                measure: dict | None = None) -> None:
     """Entry point of a worker process: claim and run until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
-    import torch
-
     torch.set_num_threads(max(1, threads))
-    from ..engine import runner  # noqa: F401  (import the engine before the first run)
 
     # Pay torch's lazy start-up costs now, not in the first run: the first optimiser imports
     # torch._dynamo (seconds), the first backward pass initialises autograd.
@@ -181,7 +159,7 @@ def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float 
 
     store = Store(home)
     pid = os.getpid()
-    store.register_worker(pid, "worker", pool_pid, {"threads": threads})
+    register(store, pid, "worker", pool_pid, {"threads": threads})
 
     def quit() -> bool:
         return stop_event.is_set() or os.getppid() != pool_pid
@@ -189,11 +167,11 @@ def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float 
     log = None if quiet else (lambda line: print(line, flush=True))
     while not quit():
         try:
-            run = claim(store, pid)
+            run = queue.claim(store, pid)
         except sqlite3.Error as exc:  # the store is busy beyond its timeout: try again shortly
             print(f"[worker {pid}] could not claim a run: {exc}", flush=True)
             run = None
         if run is None:
             stop_event.wait(poll)
             continue
-        execute_run(store, run, threads, quit, log)
+        execute_run(store, run, threads, quit, log, measure)

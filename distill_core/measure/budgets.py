@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..paths import home_dir
+from .. import paths
 from ..registry import Param, coerce_knobs
 
 SIZE_OF = {"fp32": "fp32 weights (.safetensors)", "int8": "int8 ONNX model", "onnx": "fp32 ONNX model"}
@@ -36,7 +36,7 @@ DEFAULT_PROFILES: dict[str, dict] = {
 
 
 def budgets_file(home: str | Path | None = None) -> Path:
-    return home_dir(home) / "budgets.json"
+    return paths.home_dir(home) / paths.BUDGETS
 
 
 def validate_profiles(profiles: dict, where: str = "budgets") -> dict[str, dict]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import paths
+from ..models import describe_spec
+
 
 def _fmt(v, unit: str = "", digits: int = 4) -> str:
     if v is None:
@@ -18,8 +21,6 @@ def _fmt(v, unit: str = "", digits: int = 4) -> str:
 
 def card_data(result: dict, info=None) -> dict:
     """The card's content as plain data (also what the JSON card holds)."""
-    from ..models import describe_spec
-
     cfg = result.get("config") or {}
     m = result.get("measure") or {}
     method = dict(cfg.get("method") or {})
@@ -70,16 +71,16 @@ def _howto(d: dict) -> str:
              "# PyTorch, from the weights (needs distill_core)",
              "from distill_core.models import build_model, load_weights",
              f"model = build_model({spec}, {shape}, {classes})",
-             'model = load_weights(model, "weights.safetensors").eval()']
+             f'model = load_weights(model, "{paths.WEIGHTS}").eval()']
     if files.get("onnx"):
         lines += ["", "# ONNX Runtime (fp32 or int8); input name 'input', output 'logits', any batch size",
                   "import numpy as np, onnxruntime as ort",
-                  'session = ort.InferenceSession("model.onnx")  # or "model.int8.onnx"',
+                  f'session = ort.InferenceSession("{paths.ONNX}")  # or "{paths.INT8}"',
                   f'logits = session.run(None, {{"input": np.zeros({(1, *shape)}, np.float32)}})[0]']
     if files.get("pt2"):
         fixed = "" if d.get("pt2_dynamic_batch") else "; its batch size is fixed at 1"
         lines += ["", f"# torch.export program (no distill_core needed){fixed}", "import torch",
-                  'program = torch.export.load("model.pt2")',
+                  f'program = torch.export.load("{paths.PT2}")',
                   f"logits = program.module()(torch.zeros{(1, *shape)})"]
     lines += ["```", "",
               "Inputs are preprocessed as `distill_core.data.load_dataset` does for this data set "
@@ -147,7 +148,7 @@ def write_model_card(folder: str | Path, result: dict, info=None) -> dict:
     """Write model_card.md and model_card.json into `folder`; returns their paths."""
     folder = Path(folder)
     d = card_data(result, info)
-    md, js = folder / "model_card.md", folder / "model_card.json"
+    md, js = folder / paths.CARD_MD, folder / paths.CARD_JSON
     md.write_text(card_markdown(d), encoding="utf-8")
     js.write_text(json.dumps(d, indent=1, default=str), encoding="utf-8")
     return {"card_md": str(md), "card_json": str(js)}

@@ -6,8 +6,15 @@ import json
 import sys
 from pathlib import Path
 
-from ..cli import parse_named
+from .. import paths
+from ..data import dataset_knobs
+from ..data.cache import load_data
 from ..errors import ConfigError
+from ..evaluate import evaluate_logits, predict_logits
+from ..flags import parse_named
+from ..models import build_model, load_weights, normalise_spec, save_weights
+from .hook import RunMeasurement
+from .report import format_measurements, human_bytes
 
 
 def add_commands(subparsers) -> None:
@@ -29,16 +36,19 @@ def resolve_target(target: str, home: Path) -> tuple[Path | None, Path | None]:
     """(run folder with config.json, weight file): a folder, a weight file, or a run hash."""
     path = Path(target).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"{path}: not a run folder (no config.json)")
-        return path, path / "weights.safetensors"
+        if not (path / paths.CONFIG).is_file():
+            raise ConfigError(f"{path}: not a run folder (no {paths.CONFIG})")
+        return path, path / paths.WEIGHTS
     if path.is_file():
-        run = path.parent if (path.parent / "config.json").is_file() else None
+        run = path.parent if (path.parent / paths.CONFIG).is_file() else None
         return run, path
-    matches = sorted(p for root in ("runs", "teachers") for p in (home / root).glob(f"{target}*")
-                     if (p / "config.json").is_file())
+    # A run folder first; a teacher's cache folder (same hash as its run) when no run has it.
+    for root in (paths.RUNS, paths.TEACHERS):
+        matches = sorted(p for p in (home / root).glob(f"{target}*") if (p / paths.CONFIG).is_file())
+        if matches:
+            break
     if len(matches) == 1:
-        return matches[0], matches[0] / "weights.safetensors"
+        return matches[0], matches[0] / paths.WEIGHTS
     if len(matches) > 1:
         raise ConfigError(f"{target!r} matches {len(matches)} runs; give more characters: "
                           + ", ".join(p.name for p in matches[:5]))
@@ -49,19 +59,10 @@ def measure_target(target: str, home=None, arch: str | None = None, dataset: str
                    out: str | Path | None = None, settings: dict | None = None) -> dict:
     """Measure a saved run or weight file; returns a result-like dict (config, metrics, measure,
     energy). Raises DistillError for input the user must fix."""
-    from ..data import dataset_knobs
-    from ..engine.evaluate import evaluate_logits, predict_logits
-    from ..engine.phases import PhaseRecorder
-    from ..engine.runner import load_data
-    from ..models import build_model, load_weights, normalise_spec, save_weights
-    from ..paths import home_dir
-    from .run import attach_measurements
-    from .settings import measure_settings
-
-    home = home_dir(home)
+    home = paths.home_dir(home)
     run, weights = resolve_target(target, home)
     if run is not None:
-        config = json.loads((run / "config.json").read_text())
+        config = json.loads((run / paths.CONFIG).read_text())
         config = {k: config[k] for k in ("role", "dataset", "model", "method", "seed", "teacher") if k in config}
     else:
         if not (arch and dataset):
@@ -75,24 +76,21 @@ def measure_target(target: str, home=None, arch: str | None = None, dataset: str
     data = load_data(config["dataset"])
     model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
     load_weights(model, weights).eval()
-    folder = Path(out) if out else home / "measure" / (run.name if run is not None else weights.stem)
+    folder = Path(out) if out else home / paths.MEASURE / (run.name if run is not None else weights.stem)
     folder.mkdir(parents=True, exist_ok=True)
     source_bytes = weights.stat().st_size
-    save_weights(model, folder / "weights.safetensors")
-    s = measure_settings(settings)
-    rec = PhaseRecorder(energy=s["energy"], output_dir=folder, country=s["country"], measure_power_secs=s["power_secs"])
+    save_weights(model, folder / paths.WEIGHTS)
+    measurement = RunMeasurement(folder, settings)
     logits = predict_logits(model, data.x_test)
     result = {"hash": run.name if run is not None else None, "role": config.get("role"), "config": config,
               "source": str(weights), "source_bytes": source_bytes,
               "metrics": evaluate_logits(logits, data.y_test) if len(data.y_test) else {}}
-    attach_measurements(result, model, data, folder, s, rec, home=home)
-    (folder / "measure.json").write_text(json.dumps(result, indent=1, default=float))
+    measurement.attach(result, model, data, home=home)
+    (folder / paths.MEASURED).write_text(json.dumps(result, indent=1, default=float))
     return result
 
 
 def _show(v, what: str) -> str:
-    from .report import human_bytes
-
     if v is None:
         return "unavailable"
     return human_bytes(v) if "bytes" in what else f"{v:.4g}"
@@ -111,8 +109,6 @@ def budget_table(result: dict) -> list[str]:
 
 
 def cmd_measure(args) -> None:
-    from .report import format_measurements
-
     settings = {}
     for flag, key in (("threads", "threads"), ("latency_seconds", "latency_seconds"), ("country", "country")):
         if getattr(args, flag) is not None:

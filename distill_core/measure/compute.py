@@ -26,7 +26,7 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
     convolutions (2 FLOPs per multiply-accumulate) and not element-wise work (activations,
     batch norm, pooling, bias adds): the usual convention, dominated by the products anyway.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # imported when first counted: it pulls in torch._dynamo (seconds)
 
     was_training = model.training
     model.eval()

@@ -21,6 +21,8 @@ import logging
 import time
 from pathlib import Path
 
+from .. import paths
+
 MEASURED_CPU_MODES = {"intel_rapl", "intel_power_gadget", "windows_emi", "apple_powermetrics"}
 
 
@@ -84,7 +86,7 @@ class EnergyMeter:
         return self
 
     def _make_tracker(self):
-        from codecarbon import OfflineEmissionsTracker
+        from codecarbon import OfflineEmissionsTracker  # heavy (pandas, psutil...): imported only to measure
 
         # Its import sets the level to INFO; quiet it before the tracker's first messages.
         logging.getLogger("codecarbon").setLevel(logging.ERROR)
@@ -94,7 +96,7 @@ class EnergyMeter:
                       log_level="error", allow_multiple_runs=True)
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            kwargs.update(save_to_file=True, output_dir=str(self.output_dir))
+            kwargs.update(save_to_file=True, output_dir=str(self.output_dir), output_file=paths.EMISSIONS)
         else:
             kwargs.update(save_to_file=False)
         return OfflineEmissionsTracker(**kwargs)

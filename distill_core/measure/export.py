@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .latency import ort_predict, ort_session
+
 INPUT, OUTPUT = "input", "logits"
 ATOL = RTOL = 1e-4  # ONNX Runtime must agree with PyTorch to this on real test inputs
 
@@ -39,8 +41,6 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, check_
     The TorchScript-based exporter is tried first (fast: tens of milliseconds, and enough for
     these architectures); the dynamo exporter (seconds, needs onnxscript) is the fallback.
     """
-    from .latency import ort_predict, ort_session
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -77,7 +77,7 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, check_
 def quantize_int8(onnx_path: str | Path, path: str | Path) -> dict:
     """ONNX Runtime dynamic quantisation: int8 weights, activations quantised on the fly."""
     try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy: imported only when quantising
 
         root = logging.getLogger()
         level = root.level

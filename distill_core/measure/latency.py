@@ -80,7 +80,7 @@ def torch_latency(model: nn.Module, x: torch.Tensor, seconds: float = 0.1, min_r
 
 def ort_session(path, threads: int):
     """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy (hundreds of ms): imported only when a session is made
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = resolve_threads(threads)

@@ -14,14 +14,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import paths
 from ..data import DataBundle
-from ..engine.evaluate import predict_logits
+from ..evaluate import predict_logits
+from ..models import save_weights
 from .budgets import check_budgets, load_profiles
 from .card import write_model_card
 from .compute import count_flops, file_bytes, param_counts
 from .energy import energy_summary
 from .export import export_onnx, export_program, quantize_int8
 from .latency import batch_of, ort_latency, ort_predict, ort_session, torch_latency, torch_threads, with_throughput
+from .phases import PhaseRecorder
 from .settings import measure_settings
 
 
@@ -69,9 +72,6 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
     recorder of its own is used and its reading returned under "inference_energy".
     out["part_seconds"] says where the measuring time went.
     """
-    from ..engine.phases import PhaseRecorder
-    from ..models import save_weights
-
     start = time.perf_counter()
     s = measure_settings(settings)
     folder = Path(folder)
@@ -79,7 +79,7 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
     if recorder is None:
         recorder = PhaseRecorder(energy=s["energy"], output_dir=folder, country=s["country"], measure_power_secs=s["power_secs"])
     model = model.cpu().eval()
-    weights_path = Path(weights_path) if weights_path else folder / "weights.safetensors"
+    weights_path = Path(weights_path) if weights_path else folder / paths.WEIGHTS
     if not weights_path.is_file():
         save_weights(model, weights_path)
     x_test = data.x_test
@@ -124,7 +124,7 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
         out["latency"] = latency
         if s["pt2"]:
             out["pt2"] = timed("pt2", export_program, model, xs["batch"][:2] if s["pt2_dynamic"] else xs["one"],
-                               folder / "model.pt2", s["pt2_dynamic"])
+                               folder / paths.PT2, s["pt2_dynamic"])
             if out["pt2"].get("ok"):
                 exports["pt2"] = out["pt2"]["path"]
         else:
@@ -148,7 +148,7 @@ def _measure_onnx(model, folder, threads, s, xs, latency, timed):
     if not s["onnx"]:
         latency["onnx"] = _off("onnx")
         return _off("onnx"), None
-    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / "model.onnx", xs["check"], threads)
+    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / paths.ONNX, xs["check"], threads)
     onnx.setdefault("ok", False)
     session = timed("onnx_export", ort_session, onnx["path"], threads) if onnx.get("bytes") else None
     if session is None or isinstance(session, dict):
@@ -165,7 +165,7 @@ def _measure_onnx(model, folder, threads, s, xs, latency, timed):
 
 def _measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_logits_test, latency) -> dict:
     """Dynamic int8 quantisation of the ONNX model: size, test accuracy beside fp32, latency."""
-    q = quantize_int8(onnx_path, folder / "model.int8.onnx")
+    q = quantize_int8(onnx_path, folder / paths.INT8)
     if not q["ok"]:
         return q
     try:
@@ -204,9 +204,9 @@ def attach_measurements(result: dict, model: nn.Module, data: DataBundle, folder
     folder = Path(folder)
     try:
         result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
-                                        recorder=recorder, weights_path=folder / "weights.safetensors", home=home)
+                                        recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home)
     except Exception as exc:
-        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / "weights.safetensors")}}
+        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)}}
     result["energy"] = energy_summary(recorder.phases, reused_phases(teacher_meta), enabled=settings["energy"])
     result["phases"] = recorder.phases
     if settings["card"]:

@@ -11,6 +11,17 @@ import os
 from ..errors import ConfigError
 from ..registry import Param, coerce_knobs
 
+
+def iso_country(code: str) -> str:
+    """An ISO 3166 alpha-3 country code, upper case ("fra" -> "FRA"); ValueError otherwise."""
+    country = str(code).strip().upper()
+    if len(country) != 3 or not country.isalpha():
+        raise ValueError(f"must be a 3-letter ISO code such as USA, FRA or DEU; got {code!r}")
+    return country
+
+
+COUNTRY = Param("country", "", "ISO 3166 alpha-3 country code for carbon intensity (empty: $DISTILL_COUNTRY, else USA)",
+                "str", check=lambda code: iso_country(code) if code.strip() else "")
 MEASURE_PARAMS = (
     Param("threads", 1, "CPU threads for latency and throughput (0 = all cores); fixed and recorded", "int", 0, 256),
     Param("latency_seconds", 0.05, "time spent on each latency measurement (repetitions adapt to it, at least 20)", "float", 0.01, 60.0),
@@ -18,7 +29,7 @@ MEASURE_PARAMS = (
     Param("inference_seconds", 0.2, "length of the timed inference loop whose energy is measured", "float", 0.05, 600.0),
     Param("latency", True, "measure latency and throughput", "bool"),
     Param("energy", True, "measure energy per phase with CodeCarbon (offline)", "bool"),
-    Param("country", "", "ISO 3166 alpha-3 country code for carbon intensity (empty: $DISTILL_COUNTRY, else USA)", "str"),
+    COUNTRY,
     Param("power_secs", 0.5, "CodeCarbon's power-measurement interval in seconds", "float", 0.05, 60.0),
     Param("onnx", True, "export ONNX and time it in ONNX Runtime", "bool"),
     Param("int8", True, "quantise the ONNX model to int8 (dynamic) and measure it", "bool"),
@@ -61,8 +72,6 @@ def measure_settings(given: dict | None = None) -> dict:
     if given is not None and not isinstance(given, dict):
         raise ConfigError(f"measure: settings must be a mapping, got {type(given).__name__}")
     s = coerce_knobs(MEASURE_PARAMS, {**env_defaults(), **(given or {})}, "measure")
-    country = (s["country"] or default_country()).strip().upper()
-    if len(country) != 3 or not country.isalpha():
-        raise ConfigError(f"measure: country must be a 3-letter ISO code such as USA, FRA or DEU; got {country!r}")
-    s["country"] = country
+    if not s["country"]:
+        s["country"] = COUNTRY.coerce(default_country(), "measure")
     return s

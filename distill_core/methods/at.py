@@ -68,13 +68,11 @@ class AT(Method):
              "Convolutional Neural Networks via Attention Transfer, ICLR 2017")
     equation = (r"\mathcal{L} = \mathrm{CE}(y, p_s) + \frac{\beta}{2}\sum_j \overline{\Big(\frac{Q_s^j}{\|Q_s^j\|_2}"
                 r" - \frac{Q_t^j}{\|Q_t^j\|_2}\Big)^2},\quad Q = \tfrac1C\textstyle\sum_c |A_c|^p")
-    params = (
-        Param("beta", 10.0, "weight of the attention term; the paper's 1000 suits CIFAR's 32x32 maps and swamps "
-              "the labels on the small maps here", "float", 0.0, 1e6),
-        Param("p", 2.0, "exponent in the attention map mean_c |A_c|^p (the paper: 2)", "float", 1.0, 4.0),
-        Param("stages", "all", "which stages are paired: all (evenly by depth) or the last of each", "choice",
-              choices=("all", "last")),
-    )
+    beta = Param("beta", 10.0, "weight of the attention term; the paper's 1000 suits CIFAR's 32x32 maps and swamps "
+                 "the labels on the small maps here", "float", 0.0, 1e6)
+    p = Param("p", 2.0, "exponent in the attention map mean_c |A_c|^p (the paper: 2)", "float", 1.0, 4.0)
+    stages = Param("stages", "all", "which stages are paired: all (evenly by depth) or the last of each", "choice",
+                   choices=("all", "last"))
     needs = FEATURES
 
     @classmethod

@@ -3,6 +3,13 @@
 A method module holds a pure loss function of tensors (checkable against its paper) and a small
 `Method` subclass that declares its knobs, what it needs from the models, and computes the
 training loss for one batch. Adding a method = adding one module to this package.
+
+Knobs are declared as class attributes holding their `Param`; an instance reads its own value
+under the same name (`self.temperature`), validated by that Param when the method is made:
+
+    class KD(Method):
+        temperature = TEMPERATURE
+        alpha = ALPHA
 """
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from torch import nn
 
 from ..models.base import DistillNet, ModelOutput
 from ..registry import Param, coerce_knobs
+from ..run_config import RunConfig
 
 # What a method needs from the models; the engine only computes what is needed.
 LOGITS, EMBEDDING, FEATURES = "logits", "embedding", "features"
@@ -29,15 +37,35 @@ class Method:
     description: ClassVar[str]
     paper: ClassVar[str] = ""
     equation: ClassVar[str] = ""  # LaTeX, shown on the page
-    params: ClassVar[tuple[Param, ...]] = ()
+    params: ClassVar[tuple[Param, ...]] = ()  # the Param attributes, in the order declared
     needs: ClassVar[str] = LOGITS  # LOGITS, EMBEDDING or FEATURES (from teacher and student)
     uses_teacher: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, Param):
+                    if attr != value.name:
+                        raise TypeError(f"{cls.__name__}.{attr} declares the knob {value.name!r}: give both one name")
+                    declared[attr] = value
+        cls.params = tuple(declared.values())
+
     def __init__(self, **knobs):
-        self.knobs = coerce_knobs(self.params, knobs, f"method {self.name}")
-        for k, v in self.knobs.items():
-            setattr(self, k, v)
+        self.knobs = self.coerce(knobs)  # each Param reads its value from here (registry.Param.__get__)
         self.extra: nn.Module | None = None  # learnable parts (adapters), trained with the student
+
+    @classmethod
+    def coerce(cls, knobs: dict) -> dict:
+        """Every knob validated by its Param, defaults filled in; ConfigError naming a bad one."""
+        return coerce_knobs(cls.params, knobs, f"method {cls.name}")
+
+    @classmethod
+    def teacher_for(cls, knobs: dict, teacher: RunConfig, input_kind: str) -> RunConfig:
+        """The teacher a student with these (validated) knobs learns from: the experiment's own,
+        unless the method puts another model in between (TAKD's assistant)."""
+        return teacher
 
     @classmethod
     def incompatibility(cls, student: DistillNet, teacher: DistillNet | None) -> str | None:

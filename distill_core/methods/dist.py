@@ -42,13 +42,11 @@ class DIST(Method):
     paper = "Huang, You, Wang, Qian & Xu, Knowledge Distillation from A Stronger Teacher, NeurIPS 2022"
     equation = (r"\mathcal{L} = \mathrm{CE}(y, p_s) + \beta\,T^2\big(1 - \tfrac1B\sum_i \rho(Y_{s,i:}, Y_{t,i:})\big)"
                 r" + \gamma\,T^2\big(1 - \tfrac1C\sum_j \rho(Y_{s,:j}, Y_{t,:j})\big)")
-    params = (
-        TEMPERATURE,
-        Param("beta", 2.0, "weight of the inter-class relation (per sample, across classes); the paper: 2 on CIFAR-100, 1 on ImageNet",
-              "float", 0.0, 100.0),
-        Param("gamma", 2.0, "weight of the intra-class relation (per class, across the batch); the paper: 2 on CIFAR-100, 1 on ImageNet",
-              "float", 0.0, 100.0),
-    )
+    temperature = TEMPERATURE
+    beta = Param("beta", 2.0, "weight of the inter-class relation (per sample, across classes); the paper: 2 on CIFAR-100, 1 on ImageNet",
+                 "float", 0.0, 100.0)
+    gamma = Param("gamma", 2.0, "weight of the intra-class relation (per class, across the batch); the paper: 2 on CIFAR-100, 1 on ImageNet",
+                  "float", 0.0, 100.0)
 
     def loss(self, student, teacher, targets, progress):
         kd, inter, intra = dist_loss(student.logits, teacher.logits.detach(), self.temperature, self.beta, self.gamma)

@@ -43,14 +43,12 @@ class DKD(Method):
     paper = "Zhao, Cui, Song, Qiu & Liang, Decoupled Knowledge Distillation, CVPR 2022"
     equation = (r"\mathcal{L} = \mathrm{CE}(y, p_s) + w\,T^2\big(\alpha\,\mathrm{KL}(b_t \,\|\, b_s)"
                 r" + \beta\,\mathrm{KL}(\hat p_t \,\|\, \hat p_s)\big),\quad w = \min(1, \mathrm{progress}/\mathrm{warmup})")
-    params = (
-        TEMPERATURE,
-        Param("alpha", 1.0, "weight of the target-class term TCKD (the paper's alpha)", "float", 0.0, 10.0),
-        Param("beta", 8.0, "weight of the non-target-class term NCKD (the paper: 8 on CIFAR-100, 0.5 on ImageNet)",
-              "float", 0.0, 100.0),
-        Param("warmup", 0.08, "fraction of training over which the distillation weight rises linearly from 0 to 1 "
-              "(the paper: 20 of 240 epochs)", "float", 0.0, 1.0),
-    )
+    temperature = TEMPERATURE
+    alpha = Param("alpha", 1.0, "weight of the target-class term TCKD (the paper's alpha)", "float", 0.0, 10.0)
+    beta = Param("beta", 8.0, "weight of the non-target-class term NCKD (the paper: 8 on CIFAR-100, 0.5 on ImageNet)",
+                 "float", 0.0, 100.0)
+    warmup = Param("warmup", 0.08, "fraction of training over which the distillation weight rises linearly from 0 to 1 "
+                   "(the paper: 20 of 240 epochs)", "float", 0.0, 1.0)
 
     def loss(self, student, teacher, targets, progress):
         kd, tckd, nckd = dkd_loss(student.logits, teacher.logits.detach(), targets, self.temperature,

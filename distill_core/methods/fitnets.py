@@ -77,11 +77,9 @@ class FitNets(Method):
     description = "FitNets hints: regress a student layer onto a teacher layer through a learned adapter"
     paper = "Romero, Ballas, Kahou, Chassang, Gatta & Bengio, FitNets: Hints for Thin Deep Nets, ICLR 2015"
     equation = r"\mathcal{L} = \mathrm{CE}(y, p_s) + \lambda\,\overline{\big(u_t(x) - r(v_s(x))\big)^2}"
-    params = (
-        Param("layers", "middle", "which layers are paired: the middle stage of each model (the paper's choice), "
-              "the last stage of each, or the penultimate embeddings", "choice", choices=LAYERS),
-        Param("weight", 1.0, "weight lambda of the hint term", "float", 0.0, 1e4),
-    )
+    layers = Param("layers", "middle", "which layers are paired: the middle stage of each model (the paper's choice), "
+                   "the last stage of each, or the penultimate embeddings", "choice", choices=LAYERS)
+    weight = Param("weight", 1.0, "weight lambda of the hint term", "float", 0.0, 1e4)
     needs = FEATURES
 
     @classmethod

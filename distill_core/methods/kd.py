@@ -27,7 +27,8 @@ class KD(Method):
     description = "Hinton's knowledge distillation: match the teacher's softened outputs"
     paper = "Hinton, Vinyals & Dean, Distilling the Knowledge in a Neural Network, 2015 (arXiv:1503.02531)"
     equation = r"\mathcal{L} = \alpha T^2\,\mathrm{KL}(p_t^T \,\|\, p_s^T) + (1-\alpha)\,\mathrm{CE}(y, p_s)"
-    params = (TEMPERATURE, ALPHA)
+    temperature = TEMPERATURE
+    alpha = ALPHA
 
     def loss(self, student, teacher, targets, progress):
         total, soft, hard = kd_loss(student.logits, teacher.logits, targets, self.temperature, self.alpha)

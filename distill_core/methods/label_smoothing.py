@@ -21,7 +21,7 @@ class LabelSmoothing(Method):
     description = "no teacher: cross-entropy against smoothed labels (uniform 'soft targets')"
     paper = "Szegedy et al., Rethinking the Inception Architecture for Computer Vision, CVPR 2016"
     equation = r"\mathcal{L} = \mathrm{CE}\big((1-\varepsilon)\,\mathbb{1}_y + \varepsilon/K,\ p_s\big)"
-    params = (Param("epsilon", 0.1, "probability mass spread uniformly over all classes", "float", 0.0, 0.99),)
+    epsilon = Param("epsilon", 0.1, "probability mass spread uniformly over all classes", "float", 0.0, 0.99)
     uses_teacher = False
 
     def loss(self, student, teacher, targets, progress):

@@ -39,7 +39,8 @@ class LogitStd(Method):
     paper = "Sun, Ren, Li, Wang & Cao, Logit Standardization in Knowledge Distillation, CVPR 2024"
     equation = (r"\mathcal{L} = \alpha T^2\,\mathrm{KL}\big(\sigma(\mathcal{Z}(z_t)/T) \,\|\, \sigma(\mathcal{Z}(z_s)/T)\big)"
                 r" + (1-\alpha)\,\mathrm{CE}(y, p_s),\quad \mathcal{Z}(z) = \frac{z - \bar z}{\mathrm{std}(z)}")
-    params = (TEMPERATURE, ALPHA)
+    temperature = TEMPERATURE
+    alpha = ALPHA
 
     def loss(self, student, teacher, targets, progress):
         total, soft, hard = logit_std_loss(student.logits, teacher.logits.detach(), targets, self.temperature, self.alpha)

@@ -44,7 +44,7 @@ class PKT(Method):
     paper = "Passalis & Tefas, Learning Deep Representations with Probabilistic Knowledge Transfer, ECCV 2018"
     equation = (r"\mathcal{L} = \mathrm{CE}(y, p_s) + \lambda\,\frac1N\sum_i\sum_{j\ne i} p_{j|i}\log\frac{p_{j|i}}{q_{j|i}},"
                 r"\quad p_{j|i} = \frac{K(t_i, t_j)}{\sum_{k\ne i} K(t_i, t_k)},\ K(a,b) = \tfrac12(\cos(a,b) + 1)")
-    params = (Param("weight", 100.0, "weight lambda of the PKT term", "float", 0.0, 1e6),)
+    weight = Param("weight", 100.0, "weight lambda of the PKT term", "float", 0.0, 1e6)
     needs = EMBEDDING
 
     @classmethod

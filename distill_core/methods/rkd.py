@@ -72,12 +72,10 @@ class RKD(Method):
     equation = (r"\mathcal{L} = \mathrm{CE}(y, p_s) + \lambda_D\,\overline{\ell_\delta\big(\tfrac{\|s_i-s_j\|}{\mu_s},"
                 r" \tfrac{\|t_i-t_j\|}{\mu_t}\big)} + \lambda_A\,\overline{\ell_\delta\big(\langle e^s_{ij}, e^s_{kj}\rangle,"
                 r" \langle e^t_{ij}, e^t_{kj}\rangle\big)}")
-    params = (
-        Param("distance_weight", 25.0, "weight lambda_D of the distance term (25 in the CRD benchmark / mdistiller)",
-              "float", 0.0, 1e4),
-        Param("angle_weight", 50.0, "weight lambda_A of the angle term (50 in the CRD benchmark / mdistiller)",
-              "float", 0.0, 1e4),
-    )
+    distance_weight = Param("distance_weight", 25.0, "weight lambda_D of the distance term (25 in the CRD benchmark / mdistiller)",
+                            "float", 0.0, 1e4)
+    angle_weight = Param("angle_weight", 50.0, "weight lambda_A of the angle term (50 in the CRD benchmark / mdistiller)",
+                         "float", 0.0, 1e4)
     needs = EMBEDDING
 
     @classmethod

@@ -7,15 +7,19 @@ teacher, then the student with KD from the assistant. Each step is Hinton's loss
 
     L = alpha * T^2 * KL(p_a^T || p_s^T) + (1 - alpha) * CE(y, p_s)
 
-The assistant is not a learnable part of this method: `assistant_config` turns it into a run
-config of its own (role "assistant", whose teacher is the real teacher), and the experiment
-makes it the student's teacher, so it is trained once and cached like any teacher.
+The assistant is not a learnable part of this method: the `teacher_for` hook turns it into a
+run of its own (role "assistant", whose teacher is the real teacher) and makes it the student's
+teacher, so it is trained once and cached like any teacher.
 """
 from __future__ import annotations
 
 import copy
 
+from ..constants import ASSISTANT
+from ..errors import ConfigError, DistillError
+from ..models import check_input_kind, normalise_spec
 from ..registry import Param
+from ..run_config import RunConfig
 from . import register
 from .base import ALPHA, TEMPERATURE, Method
 from .kd import kd_loss
@@ -36,27 +40,6 @@ def auto_assistant(teacher_model: dict) -> dict:
     return spec
 
 
-def assistant_config(method: dict, teacher: dict, input_kind: str) -> dict:
-    """The run config of the assistant that a takd student (with knobs `method`) learns from.
-
-    It is trained like the teacher (same data, training settings and seed 0) with KD from the
-    teacher at the student's temperature and alpha.
-    """
-    from ..config import ASSISTANT  # late: config imports this package
-    from ..errors import ConfigError, DistillError
-    from ..models import check_input_kind, normalise_spec
-
-    name = method["assistant"].strip()
-    try:
-        model = auto_assistant(teacher["model"]) if name == "auto" else normalise_spec(name)
-        check_input_kind(model, input_kind)
-    except DistillError as exc:
-        raise ConfigError(f"method takd: assistant {name!r}: {exc}") from None
-    kd = {"name": "kd", "temperature": method["temperature"], "alpha": method["alpha"]}
-    return {"role": ASSISTANT, "dataset": teacher["dataset"], "model": model, "method": kd,
-            "train": teacher["train"], "seed": 0, "teacher": teacher}
-
-
 @register
 class TAKD(Method):
     name = "takd"
@@ -65,12 +48,24 @@ class TAKD(Method):
              "Teacher Assistant, AAAI 2020")
     equation = (r"\mathcal{L}_a = \alpha T^2\,\mathrm{KL}(p_t^T \,\|\, p_a^T) + (1-\alpha)\,\mathrm{CE}(y, p_a),\quad"
                 r"\mathcal{L}_s = \alpha T^2\,\mathrm{KL}(p_a^T \,\|\, p_s^T) + (1-\alpha)\,\mathrm{CE}(y, p_s)")
-    params = (
-        Param("assistant", "auto", "the assistant's model: a named size or architecture (e.g. cnn-small, "
-              "mlp-medium), or 'auto' for the teacher's architecture at half its width", "str"),
-        TEMPERATURE,
-        ALPHA,
-    )
+    assistant = Param("assistant", "auto", "the assistant's model: a named size or architecture (e.g. cnn-small, "
+                      "mlp-medium), or 'auto' for the teacher's architecture at half its width", "str")
+    temperature = TEMPERATURE
+    alpha = ALPHA
+
+    @classmethod
+    def teacher_for(cls, knobs: dict, teacher: RunConfig, input_kind: str) -> RunConfig:
+        """The assistant: trained like the teacher (same data, training settings and seed 0)
+        with KD from the teacher at the student's temperature and alpha."""
+        name = knobs["assistant"].strip()
+        try:
+            model = auto_assistant(teacher.model) if name == "auto" else normalise_spec(name)
+            check_input_kind(model, input_kind)
+        except DistillError as exc:
+            raise ConfigError(f"method takd: assistant {name!r}: {exc}") from None
+        kd = {"name": "kd", "temperature": knobs["temperature"], "alpha": knobs["alpha"]}
+        return RunConfig(role=ASSISTANT, dataset=teacher.dataset, model=model, method=kd, train=teacher.train,
+                         seed=0, teacher=teacher)
 
     def loss(self, student, teacher, targets, progress):
         # `teacher` is the assistant here: the experiment made it this run's teacher.

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import ModelError
@@ -12,8 +13,6 @@ from ..errors import ModelError
 
 def save_weights(model: nn.Module, path: str | Path) -> Path:
     """Write `.safetensors` atomically (a temp file renamed into place)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -30,8 +29,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         if suffix in (".pt", ".pth", ".bin"):
             state = torch.load(path, map_location="cpu", weights_only=True)

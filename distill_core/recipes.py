@@ -1,4 +1,4 @@
-"""Training recipes: the settings a paper trains with, chosen by the `recipe` knob.
+"""Training recipes: the settings a paper trains with, chosen by the `recipe` knob (train_params.py).
 
 "cifar" is the recipe of the CIFAR distillation benchmarks (CRD / RepDistiller, mdistiller, DKD):
 SGD with momentum 0.9 and weight decay 5e-4, lr 0.05 (0.01 for MobileNetV2 and ShuffleNet),
@@ -11,18 +11,9 @@ really trains with (and its hash covers them).
 """
 from __future__ import annotations
 
-from ..errors import ConfigError
-from ..registry import Param
+from .errors import ConfigError
+from .models import ARCHITECTURES, normalise_spec
 
-RECIPES = ("default", "cifar")
-RECIPE = Param(
-    "recipe", "default",
-    "default: the settings below as given. cifar: the CIFAR distillation papers' recipe, which sets optimizer "
-    "sgd, momentum 0.9, weight decay 5e-4, lr 0.05 (0.01 for mobilenetv2 / shufflenet), schedule multistep "
-    "(lr x0.1 at epochs 150, 180, 210 of 240, scaled to the epochs given) and augment on (random crop of the "
-    "4-pixel padded image, horizontal flip); those settings are then ignored",
-    "choice", choices=RECIPES,
-)
 CIFAR = {"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4, "schedule": "multistep", "augment": True}
 CIFAR_LR = 0.05
 MILESTONES = (150 / 240, 180 / 240, 210 / 240)  # fractions of the run where the lr drops x0.1
@@ -35,8 +26,6 @@ def apply_recipe(settings: dict, model: dict | str, kind: str) -> dict:
     if kind != "image":
         raise ConfigError(f"training: recipe cifar is for images (its augmentation crops and flips them); "
                           f"this data set gives {kind} inputs. Use recipe default.")
-    from ..models import ARCHITECTURES, normalise_spec
-
     lr = ARCHITECTURES.get(normalise_spec(model)["arch"]).extra.get("recipe_lr", CIFAR_LR)
     return {**settings, **CIFAR, "lr": lr}
 

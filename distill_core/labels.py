@@ -4,17 +4,20 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 
+from .constants import STUDENT
+from .errors import DistillError
+from .models import NAMED_SIZES, normalise_spec
+from .run_config import RunConfig
+
 
 @lru_cache(maxsize=1)
 def _named_sizes() -> dict[str, str]:
     """Normalised spec (as JSON) -> its named size, so a config shows as "mlp-small"."""
-    from ..models import NAMED_SIZES, normalise_spec
-
     out = {}
     for name in NAMED_SIZES:
         try:
             out.setdefault(json.dumps(normalise_spec(name), sort_keys=True), name)
-        except Exception:  # a named size that no longer validates has no short name
+        except DistillError:  # a named size that no longer validates has no short name
             continue
     return out
 
@@ -42,15 +45,12 @@ def method_label(method: dict) -> str:
     return " ".join([name, *bits])
 
 
-def run_label(config: dict) -> str:
+def run_label(config: RunConfig) -> str:
     """The label stored with a run: what it trains and how."""
-    if config.get("label"):
-        return str(config["label"])
-    model = model_label(config.get("model"))
-    role = config.get("role", "student")
-    if role != "student":
-        source = " (loaded weights)" if config.get("weights") else ""
-        return f"{role} {model}{source}"
-    omitted = (config.get("transfer") or {}).get("omit_class")
+    model = model_label(config.model)
+    if config.role != STUDENT:
+        source = " (loaded weights)" if config.weights else ""
+        return f"{config.role} {model}{source}"
+    omitted = (config.transfer or {}).get("omit_class")
     without = f" · without class {omitted}" if omitted is not None else ""
-    return f"{model} · {method_label(config.get('method', {}))}{without} · seed {config.get('seed', 0)}"
+    return f"{model} · {method_label(config.method)}{without} · seed {config.seed}"

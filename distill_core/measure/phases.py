@@ -10,6 +10,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .energy import EnergyMeter, add_energy
+from .settings import default_country
+
 
 class PhaseRecorder:
     def __init__(self, energy: bool = False, output_dir: str | Path | None = None, country: str | None = None,
@@ -30,9 +33,6 @@ class PhaseRecorder:
         use_energy = self.energy if energy is None else energy
         meter = None
         if use_energy:
-            from ..measure.energy import EnergyMeter
-            from ..measure.settings import default_country
-
             meter = EnergyMeter(name, self.output_dir, self.country or default_country(), self.measure_power_secs)
             meter.__enter__()
         start = time.perf_counter()
@@ -41,7 +41,5 @@ class PhaseRecorder:
         finally:
             entry["seconds"] += time.perf_counter() - start
             if meter is not None:
-                from ..measure.energy import add_energy
-
                 meter.__exit__(None, None, None)
                 entry["energy"] = add_energy(entry.get("energy"), meter.result)

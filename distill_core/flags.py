@@ -1,0 +1,29 @@
+"""Command-line values shared by the `run` and `measure` commands."""
+from __future__ import annotations
+
+import json
+
+from .errors import DistillError
+
+
+def parse_named(text: str, key: str) -> dict:
+    """'mlp:hidden=64-64' -> {key: 'mlp', 'hidden': '64-64'}; JSON objects are accepted too."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise DistillError(f"{text!r}: not valid JSON ({exc})") from None
+    name, _, rest = text.partition(":")
+    out = {key: name}
+    for part in filter(None, rest.split(",")):
+        k, eq, v = part.partition("=")
+        if not eq:
+            raise DistillError(f"{text!r}: expected key=value, got {part!r}")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def parse_model_flag(text: str):
+    """'mlp:hidden=64-64,dropout=0.1' -> {'arch': 'mlp', 'hidden': '64-64', ...}; a bare name stays a name."""
+    return parse_named(text, "arch") if ":" in text or text.strip().startswith("{") else text

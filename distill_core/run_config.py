@@ -1,0 +1,96 @@
+"""A run: the one typed object that flows from `config.expand` to the loss.
+
+`expand` makes every `RunConfig` of an experiment, validated; the store keeps it as JSON
+(`to_dict`), and a worker rebuilds it (`from_dict`) and hands it to the engine. Its `hash` is
+its identity: two runs with the same hash are the same run, and a teacher's hash is the key of
+its cache entry (teachers.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import cached_property
+
+from .constants import STUDENT
+from .errors import ConfigError
+from .files import content_hash
+from .train_params import ADDED_LATER, DEFAULTS, NON_SEMANTIC
+
+# Execution settings: they change where and how fast a run goes, not its numbers.
+_NOT_IDENTITY = ("measure",)
+
+
+@dataclass(frozen=True, eq=True)
+class RunConfig:
+    """What one run trains and how. The dict fields are the run's knobs, already validated:
+    treat them as read-only (use `dataclasses.replace` for a changed copy)."""
+
+    role: str  # constants.TEACHER, ASSISTANT or STUDENT
+    dataset: dict  # {"name": ..., **knobs} and, for a user's file, its "sha256"
+    model: dict  # a normalised model spec {"arch": ..., **knobs}
+    method: dict  # {"name": ..., **knobs}, knobs filled in by the method's Params
+    train: dict  # training settings (train_params.TRAIN_PARAMS)
+    seed: int = 0
+    teacher: RunConfig | None = None  # whom a student (or an assistant) learns from
+    weights: dict | None = None  # {"path", "sha256"}: a teacher loaded from the user's file
+    transfer: dict | None = None  # students only: {"omit_class": k} (Hinton et al. 2015, sec. 3)
+    measure: dict | None = None  # measurement settings (measure.settings); not part of the identity
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        """The run a `to_dict` made (as the store keeps it)."""
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"run config: unknown field(s) {', '.join(unknown)}")
+        teacher = d.get("teacher")
+        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None})
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict; optional fields only when set (the stored shape, hashed)."""
+        d = {"role": self.role, "dataset": self.dataset, "model": self.model, "method": self.method,
+             "train": self.train, "seed": self.seed, "teacher": self.teacher.to_dict() if self.teacher else None}
+        for key in ("weights", "transfer", "measure"):
+            if getattr(self, key):
+                d[key] = getattr(self, key)
+        return d
+
+    @cached_property
+    def hash(self) -> str:
+        """Content hash of everything that changes the run's numbers (its teacher's included)."""
+        return content_hash(self._identity())
+
+    def _identity(self) -> dict:
+        d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
+        d["train"] = {k: v for k, v in self.train.items()
+                      if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == DEFAULTS[k])}
+        d["teacher"] = self.teacher._identity() if self.teacher else None
+        return d
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    @property
+    def teacher_hash(self) -> str | None:
+        """The identity of the teacher this run learns from (None for a teacher run)."""
+        return self.teacher.hash if self.teacher else None
+
+    @property
+    def method_name(self) -> str:
+        return self.method["name"]
+
+    @property
+    def method_knobs(self) -> dict:
+        return {k: v for k, v in self.method.items() if k != "name"}
+
+    @property
+    def is_student(self) -> bool:
+        return self.role == STUDENT
+
+    def with_threads(self, threads: int | None) -> RunConfig:
+        """Threads = 0 ("all cores") filled with a worker's share, its teachers' too. Threads are
+        not part of the hash."""
+        if not threads:
+            return self
+        train = self.train if self.train.get("threads") else {**self.train, "threads": threads}
+        teacher = self.teacher.with_threads(threads) if self.teacher else None
+        return dataclasses.replace(self, train=train, teacher=teacher)
