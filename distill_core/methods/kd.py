@@ -7,18 +7,20 @@ where p^T = softmax(z / T). The T^2 factor keeps the soft term's gradients at th
 as T changes (the paper's section 2.1).
 """
 import torch
-import torch.nn.functional as F
 
 from . import register
-from .base import ALPHA, TEMPERATURE, Method, soft_kl
+from .base import ALPHA, TEMPERATURE, Method, distillation_terms
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
             temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (total, soft term with T^2, hard cross-entropy)."""
-    soft = temperature**2 * soft_kl(student_logits, teacher_logits, temperature)
-    hard = F.cross_entropy(student_logits, targets)
-    return alpha * soft + (1 - alpha) * hard, soft, hard
+    """Returns (total, soft term with T^2, hard cross-entropy), computed in one fused pass
+    (base.DistillationTerms): equal to the formula written with autograd within float rounding.
+    The gradient flows through the total; the two terms are its parts' values."""
+    t2 = temperature * temperature
+    total, kl, hard = distillation_terms(student_logits, teacher_logits, student_logits, targets, temperature,
+                                         alpha * t2, 1 - alpha)
+    return total, kl * t2, hard
 
 
 @register

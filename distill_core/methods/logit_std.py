@@ -11,10 +11,9 @@ The paper's base temperature tau plays the role of T here. The authors' code div
 (K-1)-normalised std; that only rescales T by sqrt(K/(K-1)).
 """
 import torch
-import torch.nn.functional as F
 
 from . import register
-from .base import ALPHA, TEMPERATURE, Method, soft_kl
+from .base import ALPHA, TEMPERATURE, Method, distillation_terms
 
 
 def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -27,9 +26,10 @@ def standardise(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 def logit_std_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
                    temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (total, soft term with T^2, hard cross-entropy)."""
-    soft = temperature**2 * soft_kl(standardise(student_logits), standardise(teacher_logits), temperature)
-    hard = F.cross_entropy(student_logits, targets)
-    return alpha * soft + (1 - alpha) * hard, soft, hard
+    t2 = temperature * temperature
+    total, kl, hard = distillation_terms(standardise(student_logits), standardise(teacher_logits), student_logits,
+                                         targets, temperature, alpha * t2, 1 - alpha)
+    return total, kl * t2, hard
 
 
 @register
