@@ -53,6 +53,20 @@ def _val_accuracy(model: DistillNet, x: torch.Tensor, y: torch.Tensor, batch: in
     return correct / max(1, len(y))
 
 
+def make_optimizer(params: list, s: dict, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD, fused (one kernel per parameter) where PyTorch has it for the device.
+
+    PyTorch's default on the CPU is the per-tensor loop, several passes over every parameter;
+    the fused kernel is the same update in one pass: 5x faster on a 1200-1200 MLP's step, 2x on a
+    small student's (bench/bench_engine.py), so Adam stops being half the cost of a CPU step.
+    """
+    fused = device.type in ("cpu", "cuda")
+    if s["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"], fused=fused or None)
+    return torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"],
+                           fused=fused or None)
+
+
 def train_model(
     model: DistillNet,
     data: DataBundle,
@@ -108,10 +122,7 @@ def train_model(
     if s["augment"]:
         how = "crop-flip" if s.get("recipe") == "cifar" and data.info.kind == "image" else data.info.augment
     params = list(model.parameters()) + (list(extra.to(device).parameters()) if extra is not None else [])
-    if s["optimizer"] == "adam":
-        opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
-    else:
-        opt = torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    opt = make_optimizer(params, s, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if s["schedule"] == "cosine" else None
 
     result = TrainResult(device=str(device), threads=threads, teacher_forward_per_batch=per_batch,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from ..errors import ModelError
@@ -28,6 +29,18 @@ def _spatial_dims(input_shape, arch: str) -> int:
     return len(input_shape) - 1
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with its mask drawn by `rand_like(x) >= p`: the same distribution, twice as
+    fast on the CPU (forward and backward of a 64x1200 layer), where the bernoulli_ kernel behind
+    nn.Dropout is slow (pytorch/pytorch#138199; Inductor decomposes it the same way). In eval
+    mode it is the identity, as nn.Dropout is, so exports do not change."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * torch.rand_like(x).ge_(self.p).mul_(1 / (1 - self.p))
+
+
 @register("linear", "logistic regression: one linear layer on the flattened input", (), kinds=("vector", "signal", "image"))
 def linear(input_shape, num_classes):
     d = math.prod(input_shape)
@@ -45,7 +58,7 @@ def mlp(input_shape, num_classes, hidden, dropout):
     for i, width in enumerate(hidden):
         layers = ([nn.Flatten()] if i == 0 else []) + [nn.Linear(d, width), nn.ReLU()]
         if dropout > 0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         stages.append(nn.Sequential(*layers))
         d = width
     neck = nn.Identity() if hidden else nn.Flatten()
