@@ -4,6 +4,7 @@ Trade-offs (on `Store.results_frame()`, one row per finished run):
     cost_columns(frame)              which cost each column measures, or why it is unavailable
     pareto_mask / pareto_frontier    non-dominated runs: higher accuracy, lower cost
     config_key / aggregate_seeds     mean and spread over seeds of each configuration
+    paired_deltas / delta_words      a distilled student minus scratch, seed by seed, and how to say it
     gap_closed / gap_closed_table    (acc - scratch) / (teacher - scratch), NaN with a reason
     scratch_baseline                 the scratch run a distilled run is compared with
     budget_table / best_that_fits    deployment profiles (measure.budgets) on the frame
@@ -23,7 +24,7 @@ from importlib.resources import files
 import numpy as np
 import pandas as pd
 
-from .constants import SCRATCH, STUDENT
+from .constants import SCRATCH, STUDENT, TEACHER
 from .errors import ConfigError
 from .measure.budgets import check_budgets, validate_profiles
 
@@ -207,6 +208,95 @@ def aggregate_seeds(frame: pd.DataFrame, values: list[str] | tuple[str, ...] = (
     return pd.DataFrame(rows).drop(columns=["_key"])
 
 
+# -- differences from scratch ----------------------------------------------------------------------
+
+MIN_SEEDS = 3  # fewer seeds than this and a difference's spread is unknown (two points give no spread worth showing)
+
+
+def paired_deltas(distilled: dict, scratch: dict) -> dict:
+    """A distilled student's accuracy minus the scratch student's, seed by seed (seed -> accuracy
+    maps; seeds missing from either side are left out). Returns `deltas` (per seed), `mean`, `std`
+    (sample std, NaN with fewer than MIN_SEEDS seeds) and `n`."""
+    seeds = [s for s in distilled if s in scratch and np.isfinite(distilled[s]) and np.isfinite(scratch[s])]
+    deltas = [float(distilled[s] - scratch[s]) for s in seeds]
+    return {"deltas": deltas, "seeds": seeds, "n": len(deltas),
+            "mean": float(np.mean(deltas)) if deltas else math.nan,
+            "std": float(np.std(deltas, ddof=1)) if len(deltas) >= MIN_SEEDS else math.nan}
+
+
+def delta_words(mean: float, std: float, n: int, against: str = "scratch") -> str:
+    """A difference of accuracies as the lab shows it: in points, with the seeds it rests on and
+    its spread ("+0.5 ± 0.4 pts vs scratch over 3 seeds"), or, with fewer than MIN_SEEDS seeds,
+    saying that its spread is unknown."""
+    n = int(n)
+    if n == 0 or not np.isfinite(mean):
+        return f"no difference from {against} to show (no seed has both runs)"
+    if n >= MIN_SEEDS and np.isfinite(std):
+        return f"{100 * mean:+.1f} ± {100 * std:.1f} pts vs {against} over {n} seeds"
+    return f"{100 * mean:+.1f} pts vs {against}, resting on {n} seed{'s' if n != 1 else ''}: its spread is unknown"
+
+
+def spread_words(values) -> str:
+    """Mean ± sample std of accuracies over seeds ("97.4 % ± 0.4 over 3 seeds"); with fewer than
+    MIN_SEEDS, the value(s) and that the spread is unknown."""
+    vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not vals:
+        return "unavailable"
+    n, mean = len(vals), float(np.mean(vals))
+    if n >= MIN_SEEDS:
+        return f"{100 * mean:.1f} % ± {100 * float(np.std(vals, ddof=1)):.1f} over {n} seeds"
+    return f"{100 * mean:.1f} % ({n} seed{'s' if n != 1 else ''}: spread unknown)"
+
+
+def run_delta(frame: pd.DataFrame, run_id: int) -> dict | None:
+    """For a distilled run: the difference from scratch on its own seed (`this`), and over every
+    seed of its configuration that has a scratch run of the same seed (`paired_deltas`), the same
+    student, data, teacher and training settings. None for runs that are not distilled students."""
+    me = frame[frame["run_id"] == run_id]
+    if me.empty or me.iloc[0]["role"] != STUDENT or me.iloc[0]["method"] == SCRATCH:
+        return None
+    students = frame[frame["role"] == STUDENT]
+    f = students.assign(_base=config_key(students, with_method=False), _key=config_key(students))
+    row = f[f["run_id"] == run_id].iloc[0]
+    mine = f[f["_key"] == row["_key"]].groupby("seed")["accuracy"].mean()
+    scratch = f[(f["_base"] == row["_base"]) & (f["method"] == SCRATCH)].groupby("seed")["accuracy"].mean()
+    out = paired_deltas(mine.to_dict(), scratch.to_dict())
+    if row["seed"] not in out["seeds"]:
+        return None
+    out["this"] = out["deltas"][out["seeds"].index(row["seed"])]
+    return out
+
+
+def seeds_summary(frame: pd.DataFrame) -> list[str]:
+    """What an experiment's distilled students did beside the scratch students, in words (Markdown),
+    one line per distilled configuration: accuracy over the seeds both have, mean ± spread, the
+    teacher's, and the difference seed by seed with the seeds it rests on (Home's quick demo)."""
+    if not len(frame) or "role" not in frame.columns:
+        return []
+    teachers = frame.loc[frame["role"] == TEACHER, "accuracy"].dropna()
+    students = frame[frame["role"] == STUDENT]
+    f = students.assign(_base=config_key(students, with_method=False), _key=config_key(students))
+    lines = []
+    for _, g in f[f["method"] != SCRATCH].groupby("_key", sort=False):
+        mine = g.groupby("seed")["accuracy"].mean()
+        base = f[(f["_base"] == g["_base"].iloc[0]) & (f["method"] == SCRATCH)].groupby("seed")["accuracy"].mean()
+        d = paired_deltas(mine.to_dict(), base.to_dict())
+        if not d["n"]:
+            continue
+        seeds = d["seeds"]
+        text = (f"The distilled student ({g['method_label'].iloc[0]}) scored **{spread_words(mine[seeds])}** on the test "
+                f"set, against {spread_words(base[seeds])} for the same network trained from scratch on the same seeds"
+                + (f", and {100 * teachers.mean():.1f} % for the teacher" if len(teachers) else "") + ". "
+                f"Seed by seed: {delta_words(d['mean'], d['std'], d['n'])}")
+        if d["n"] >= MIN_SEEDS:
+            text += (": no larger than its spread, so these seeds cannot tell it from seed-to-seed noise."
+                     if abs(d["mean"]) <= d["std"] else ": larger than its spread over seeds.")
+        else:
+            text += "."
+        lines.append(text)
+    return lines
+
+
 # -- gap closed ------------------------------------------------------------------------------------
 
 
@@ -234,10 +324,12 @@ def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
     training settings and the same seed (the mean over the scratch seeds when that seed has
     none). Returns one row per configuration: label columns, `gap_mean`, `gap_std` (over
     seeds), `n_seeds`, `gaps` (list), `scratch_accuracy`, `teacher_accuracy`, `accuracy_mean`,
-    `reason` (why the gap is NaN, else None).
+    `delta_mean`, `delta_std` and `delta_n` (accuracy minus scratch on the same seed, over the
+    `delta_n` seeds that have both; the std NaN with fewer than MIN_SEEDS), `reason` (why the gap is NaN, else None).
     """
     cols = ["dataset", "model", "teacher", "method", "method_label", "temperature", "alpha", "gap_mean", "gap_std",
-            "n_seeds", "gaps", "accuracy_mean", "scratch_accuracy", "teacher_accuracy", "reason", "run_ids"]
+            "n_seeds", "gaps", "accuracy_mean", "scratch_accuracy", "teacher_accuracy", "delta_mean", "delta_std", "delta_n",
+            "reason", "run_ids"]
     if not len(frame) or "method" not in frame.columns:
         return pd.DataFrame(columns=cols)
     students = frame[frame["role"] == STUDENT] if "role" in frame.columns else frame
@@ -253,6 +345,8 @@ def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
     for _, g in distilled.groupby("_key", sort=False):
         first = g.iloc[0]
         gaps, reasons, scratch_accs = [], [], []
+        same_seed = {seed: by_seed[(first["_base"], seed)] for seed in g["seed"] if (first["_base"], seed) in by_seed}
+        delta = paired_deltas(dict(zip(g["seed"], g["accuracy"])), same_seed)
         for acc, seed, teacher in zip(g["accuracy"], g["seed"], g["teacher_accuracy"]):
             s = by_seed.get((first["_base"], seed), by_base.get(first["_base"], math.nan))
             if first["_base"] not in by_base:
@@ -271,6 +365,7 @@ def gap_closed_table(frame: pd.DataFrame) -> pd.DataFrame:
             "accuracy_mean": float(g["accuracy"].mean()),
             "scratch_accuracy": float(np.nanmean(scratch_accs)) if np.isfinite(scratch_accs).any() else math.nan,
             "teacher_accuracy": float(g["teacher_accuracy"].mean()) if "teacher_accuracy" in g else math.nan,
+            "delta_mean": delta["mean"], "delta_std": delta["std"], "delta_n": delta["n"],
             "reason": None if gaps else (reasons[0] if reasons else "no runs"),
             "run_ids": ", ".join(str(i) for i in g["run_id"]) if "run_id" in g.columns else "",
         })

@@ -8,6 +8,7 @@ import math
 import sys
 import time
 
+from . import analysis
 from .config import ExperimentSpec, expand, load_experiment_file
 from .constants import TEACHER
 from .data import DATASETS
@@ -15,6 +16,7 @@ from .engine.runner import run_one
 from .errors import DistillError
 from .flags import parse_model_flag
 from .jobs import cli as jobs_cli
+from .jobs.results import frame_of_results
 from .measure import cli as measure_cli
 from .measure import format_measurements
 from .methods import METHODS
@@ -178,6 +180,11 @@ def cmd_run(args):
         print()
         return
     print(format_table(rows))
+    summary = analysis.gap_closed_table(frame_of_results(results))
+    if len(summary):
+        print("\nDistilled against scratch, seed by seed (accuracy minus scratch on the same seed):")
+        for _, g in summary.iterrows():
+            print(f"  {g['model']} {g['method_label']}: {analysis.delta_words(g['delta_mean'], g['delta_std'], g['delta_n'])}")
     for r in results:
         lines = format_measurements(r)
         if lines:

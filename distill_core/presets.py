@@ -7,14 +7,17 @@ from .errors import ConfigError
 
 PRESETS: dict[str, dict] = {
     "digits-quick": {
-        "description": "CNN teacher, then an MLP student from scratch and with Hinton's KD, on scikit-learn digits. Well under a minute on two CPU cores.",
+        "description": "CNN teacher, then an MLP student from scratch and with Hinton's KD on three seeds each, on "
+                       "scikit-learn digits: mean and spread, so you can see whether distillation helped beyond "
+                       "seed-to-seed noise. Well under a minute on two CPU cores.",
         # T=2, alpha=0.5 and 60 student epochs: the best KD setting of a measured 5-seed sweep on
-        # digits (T in 1-8, alpha in 0.5, 0.9); with 30 epochs KD and scratch were level.
+        # digits (T in 1-8, alpha in 0.5, 0.9; KD 97.55 +- 0.36 against scratch 96.99 +- 0.60): a
+        # gap the size of one seed's noise, so the demo trains three seeds (the teacher once).
         "spec": {
             "name": "digits-quick", "dataset": "digits",
             "teacher": {"arch": "cnn", "channels": [32, 64], "kernel": 3},
             "students": [{"arch": "mlp", "hidden": [32], "dropout": 0.0}],
-            "methods": [{"name": "kd"}], "temperatures": [2.0], "alphas": [0.5], "seeds": [0],
+            "methods": [{"name": "kd"}], "temperatures": [2.0], "alphas": [0.5], "seeds": [0, 1, 2],
             "train": {"epochs": 60, "batch_size": 64, "lr": 0.002},
             "teacher_train": {"epochs": 30, "batch_size": 64, "lr": 0.002},
         },

@@ -99,11 +99,12 @@ def section_gap(sel: pd.DataFrame) -> None:
         st.info("No distilled student in this selection.")
         return
     gaps["name"] = gaps["model"].astype(str) + " · " + gaps["method_label"].astype(str)
-    ok = gaps[gaps["gap_mean"].notna()]
+    ok = gaps[gaps["gap_mean"].notna()].copy()
+    ok["gap_std"] = ok["gap_std"].where(ok["n_seeds"] >= A.MIN_SEEDS)  # no bar from one or two seeds
     if len(ok):
         fig = px.bar(ok, y="name", x="gap_mean", error_x="gap_std", color="model", orientation="h",
                      color_discrete_map=F.student_colours(gaps["model"]),
-                     hover_data={"n_seeds": True, "accuracy_mean": ":.4f", "scratch_accuracy": ":.4f",
+                     hover_data={"n_seeds": True, "delta_mean": ":+.4f", "accuracy_mean": ":.4f", "scratch_accuracy": ":.4f",
                                  "teacher_accuracy": ":.4f", "name": False},
                      labels={"gap_mean": "gap closed", "name": "", "model": "student"})
         fig.add_vline(x=1, line=dict(color="#222", width=1), annotation_text="matches the teacher")
@@ -115,6 +116,10 @@ def section_gap(sel: pd.DataFrame) -> None:
     st.caption(r"Gap closed = (accuracy − scratch) / (teacher − scratch), per seed against the scratch student of the "
                "same seed, then mean and standard deviation over seeds. 100 %: as good as the teacher; 0 %: "
                "distillation did not help; below 0: it hurt.")
+    few = ok[ok["delta_n"] < A.MIN_SEEDS]
+    if len(few):
+        st.caption("Resting on fewer than three seeds, spread unknown: " + "; ".join(
+            f"{r['name']} ({A.delta_words(r['delta_mean'], r['delta_std'], r['delta_n'])})" for _, r in few.iterrows()))
     bad = gaps[gaps["gap_mean"].isna()]
     for _, r in bad.iterrows():
         st.warning(f"{r['name']}: gap closed undefined. {r['reason']}", icon=":material/help:")

@@ -1,11 +1,11 @@
 """Home: what distillation is, a one-click quick demo, the queue and the latest results."""
 import streamlit as st
 
-from distill_core.constants import ACTIVE, DONE, FAILED, QUEUED, RUNNING, SCRATCH, STUDENT, TEACHER
+from distill_core import analysis
+from distill_core.constants import ACTIVE, DONE, FAILED, QUEUED, RUNNING, SCRATCH, STUDENT
 from distill_core.errors import DistillError
 from distill_core.presets import PRESETS, preset_spec
 from ui import figures, nav, state
-from ui.format import fmt_pct
 
 DEMO = "digits-quick"
 
@@ -95,12 +95,8 @@ def demo_progress():
     if finished:
         student = next((r for r in runs if r["role"] == STUDENT and r["status"] == DONE
                         and SCRATCH not in r["label"]), None)
-        teacher = next((r for r in runs if r["role"] == TEACHER and r["status"] == DONE), None)
-        scratch = next((r for r in runs if r["role"] == STUDENT and SCRATCH in r["label"] and r["status"] == DONE), None)
-        if student and teacher and scratch:
-            st.markdown(f"The distilled student scored **{fmt_pct(student['accuracy'])}** on the test set, against "
-                        f"{fmt_pct(scratch['accuracy'])} for the same network trained from scratch and "
-                        f"{fmt_pct(teacher['accuracy'])} for the teacher.")
+        for line in analysis.seeds_summary(s.results_frame(experiment=exp_id)):
+            st.markdown(line)
         if student:
             nav.detail_link(student["id"], "Open the distilled student")
         if not finished_at_render:  # it finished while this page watched: redraw the page once

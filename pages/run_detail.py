@@ -118,11 +118,12 @@ if run["status"] != DONE:
 # -- headline figures ---------------------------------------------------------------------------
 frame = state.results_frame()
 base = analysis.scratch_baseline(frame, run_id) if not frame.empty else None
+diff = analysis.run_delta(frame, run_id) if not frame.empty else None
 acc = metrics.get("accuracy")
 cols = st.columns(6)
 cols[0].metric("test accuracy", fmt_pct(acc),
-               delta=None if base is None else f"{100 * (acc - base.accuracy):+.1f} pts vs scratch",
-               help="the same student trained from scratch on the same seed" if base is not None else None)
+               delta=None if diff is None else f"{100 * diff['this']:+.1f} pts vs scratch (seed {cfg.get('seed')})",
+               help="minus the same student trained from scratch on the same seed" if diff is not None else None)
 cols[1].metric("teacher accuracy", fmt_pct(result.get("teacher_accuracy")) if run["role"] != TEACHER else "(this run)")
 cols[2].metric("agreement", fmt_pct(metrics.get("teacher_agreement")),
                help="share of test samples where this model and its teacher predict the same class")
@@ -133,6 +134,11 @@ cols[4].metric("ECE", "unavailable" if metrics.get("ece") is None else f"{metric
 cols[5].metric("parameters", fmt_count(result.get("params")))
 if run["role"] == TEACHER:
     st.caption("Agreement and KL compare a student with its teacher; this run is the teacher.")
+if diff is not None:
+    over = analysis.delta_words(diff["mean"], diff["std"], diff["n"])
+    st.caption(f"Against scratch, this configuration: {over}." + ("" if diff["n"] >= analysis.MIN_SEEDS else
+               f" Run it on {analysis.MIN_SEEDS} or more seeds to see whether the difference is larger than "
+               "seed-to-seed noise."))
 
 tabs = st.tabs(["Training", "Errors", "Calibration", "Predictions", "Cost", "Budgets", "Files"])
 with tabs[0]:

@@ -18,7 +18,8 @@ def cli(*args, home, timeout=600):
 
 def test_digits_quick_end_to_end(tmp_path, monkeypatch):
     monkeypatch.delenv("DISTILL_MEASURE")  # the full measurement, as a user gets it
-    out = cli("run", "--preset", "digits-quick", "--threads", "1", "--json", home=tmp_path)
+    # one seed here (the preset has three, run in full below): the full measurement of each run kind
+    out = cli("run", "--preset", "digits-quick", "--seed", "0", "--threads", "1", "--json", home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     runs = {(r["role"], r["config"]["method"]["name"]): r for r in data["runs"]}
@@ -28,15 +29,19 @@ def test_digits_quick_end_to_end(tmp_path, monkeypatch):
         assert r["train"]["history"], r["role"]
         assert all(math.isfinite(h["loss"]) for h in r["train"]["history"])
         assert 0 < r["metrics"]["accuracy"] <= 1
-    # the readable table: teacher, scratch and KD student with their metrics
+    # the readable table: the teacher, then the KD and the scratch student on each of three seeds
     table = cli("run", "--preset", "digits-quick", "--threads", "1", home=tmp_path)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     header = lines[0].split()
     assert {"role", "method", "accuracy", "nll", "ece", "agreement"} <= set(header)
-    body = [line.split() for line in lines[2:5]]
-    roles_methods = {(row[1], row[header.index("method") + 1]) for row in body}  # model label has two words
-    assert roles_methods == {("teacher", "scratch"), ("student", "kd"), ("student", "scratch")}
+    body = [line.split() for line in lines[2:9]]
+    roles_methods = [(row[1], row[header.index("method") + 1], row[header.index("seed") + 1]) for row in body]
+    assert sorted(roles_methods) == sorted([("teacher", "scratch", "0")] + [(role, m, str(seed)) for role, m in
+                                           [("student", "kd"), ("student", "scratch")] for seed in (0, 1, 2)])
+    # the summary: the difference from scratch with its spread over the three seeds
+    summary = table.stdout[table.stdout.index("Distilled against scratch"):].splitlines()[1]
+    assert "pts vs scratch over 3 seeds" in summary and "±" in summary
     # every run prints and stores its measurements
     text = table.stdout
     for words in ["params", "fp32 file", "int8 ONNX", "FLOPs", "PyTorch", "ONNX Runtime", "int8      test accuracy",

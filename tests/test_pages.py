@@ -179,6 +179,13 @@ def test_run_detail_of_a_finished_student_shows_figures_measurements_and_downloa
     assert "unavailable: 0" not in page
 
 
+def test_run_detail_says_a_one_seed_difference_rests_on_one_seed(lab_home):
+    at = open_page("pages/run_detail.py", {"run": str(lab_home["kd"])})
+    delta = next(m for m in at.metric if m.label == "test accuracy").proto.delta
+    assert delta.endswith("pts vs scratch (seed 0)")
+    assert "resting on 1 seed: its spread is unknown" in texts(at)  # TINY has one seed
+
+
 def test_run_detail_predictions_follow_the_temperature(lab_home):
     at = open_page("pages/run_detail.py", {"run": str(lab_home["kd"])})
     before = [chart.proto.spec for chart in at.get("plotly_chart")]
@@ -339,8 +346,39 @@ def test_quick_demo_queues_the_preset(empty):
     button(at, "demo").click().run()
     assert not at.exception and not errors(at)
     runs = Store(empty).list_runs()
-    assert len(runs) == len(expand(preset_spec("digits-quick"))) == 3
-    assert "0/3 runs done" in "\n".join(str(p.proto.text) for p in at.get("progress"))
+    assert preset_spec("digits-quick").seeds == [0, 1, 2]  # mean and spread, not one seed's noise
+    # one teacher, then the scratch and the distilled student on each of three seeds
+    assert len(runs) == len(expand(preset_spec("digits-quick"))) == 7
+    assert [r["role"] for r in runs].count("teacher") == 1
+    assert "0/7 runs done" in "\n".join(str(p.proto.text) for p in at.get("progress"))
+
+
+def test_home_shows_the_demo_with_mean_and_spread_over_its_seeds(empty):
+    """A finished three-seed demo: Home gives each student's mean ± spread and the difference
+    seed by seed, as analysis.seeds_summary computes them from the store."""
+    import numpy as np
+
+    from distill_core import analysis
+    from distill_core.jobs import Store, queue
+    from distill_core.jobs.queue import claim
+    from distill_core.jobs.worker import execute_run
+
+    store = Store(empty)
+    queue.submit(store, {**TINY, "name": "digits-quick", "seeds": [0, 1, 2]})  # the demo's shape, tiny models
+    while (run := claim(store, os.getpid())) is not None:
+        assert execute_run(store, run, threads=1, log=None) == "done"
+    frame = store.results_frame()
+    at = open_page()
+    page = texts(at)
+    assert "7/7 runs done" in "\n".join(str(p.proto.text) for p in at.get("progress"))
+    kd = frame[frame["method"] == "kd"].sort_values("seed")["accuracy"].to_numpy()
+    scratch = frame[(frame["method"] == "scratch") & (frame["role"] == "student")].sort_values("seed")["accuracy"].to_numpy()
+    assert f"{100 * kd.mean():.1f} % ± {100 * kd.std(ddof=1):.1f} over 3 seeds" in page
+    assert f"{100 * scratch.mean():.1f} % ± {100 * scratch.std(ddof=1):.1f} over 3 seeds" in page
+    d = kd - scratch
+    assert f"{100 * d.mean():+.1f} ± {100 * d.std(ddof=1):.1f} pts vs scratch over 3 seeds" in page
+    assert page.count("over 3 seeds") >= 3 and analysis.seeds_summary(frame)[0] in page
+    assert np.isfinite(d).all()
 
 
 # ------------------------------------------------------------------------------- runs actions

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..labels import method_label, model_label
+from ..labels import method_label, model_label, run_label
 from ..run_config import RunConfig
 
 # name -> (dtype, meaning)
@@ -171,3 +171,16 @@ def build_frame(rows, exps: dict, experiment: int | None = None):
         if dtype == "str":
             frame[name] = frame[name].astype("object")
     return frame
+
+
+def frame_of_results(results: list[dict]):
+    """Results of runs made outside a store (`python -m distill_core run`) as the same frame,
+    so the CLI's summary is computed as the pages' is."""
+    rows = []
+    for i, res in enumerate(results, 1):
+        cfg = res["config"]
+        rows.append({"id": i, "hash": res["hash"], "role": res["role"], "status": "done",
+                     "label": run_label(RunConfig.from_dict(cfg)), "config": json.dumps(cfg, default=str),
+                     "result": json.dumps(res, default=str), "attempts": 1, "created": res.get("started"),
+                     "started": res.get("started"), "finished": res.get("finished")})
+    return build_frame(rows, {})
