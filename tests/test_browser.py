@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,14 +18,16 @@ from pathlib import Path
 
 import pytest
 
+from distill_core.jobs.executor import stop_pools
+
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots go to the test's temporary folder; DISTILL_SCREENSHOTS=1 refreshes the README's.
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-DEMO_TIMEOUT_S = 200  # the digits-quick preset: a CNN teacher, then two MLP students
+DEMO_TIMEOUT_S = 300  # the digits-quick preset: a CNN teacher, then an MLP student twice on three seeds
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 
 def chromium_path() -> str | None:
@@ -94,28 +95,7 @@ def app_server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-        stop_pools(home)
-
-
-def stop_pools(home: Path) -> None:
-    """Stop the worker pool(s) the app started for this home (their pids are in its store)."""
-    from distill_core.jobs import Store
-    from distill_core.jobs.host import HOST, pid_alive
-    from distill_core.jobs.workers import workers
-
-    try:
-        pools = [w for w in workers(Store(home)) if w["kind"] == "pool" and w["host"] == HOST]
-    except Exception:
-        return
-    for w in pools:
-        if pid_alive(w["pid"]):
-            os.kill(w["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    while any(pid_alive(w["pid"]) for w in pools) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for w in pools:
-        if pid_alive(w["pid"]):
-            os.kill(w["pid"], signal.SIGKILL)
+        stop_pools(home)  # the worker pool the app started
 
 
 def settle(page, timeout: float = 60_000) -> None:
@@ -166,8 +146,9 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             page.get_by_role("button", name="Run the quick demo").click()
             expect(page.get_by_text("Quick demo (experiment #1)")).to_be_visible(timeout=30_000)
             live_shot = runs_page_while_training(browser, app_server["url"])
-            # progress reaches done: all three runs (teacher, scratch student, distilled student)
-            expect(page.get_by_text("3/3 runs done")).to_be_visible(timeout=DEMO_TIMEOUT_S * 1000)
+            # progress reaches done: all seven runs (teacher, scratch and distilled student on three seeds)
+            expect(page.get_by_text("7/7 runs done")).to_be_visible(timeout=DEMO_TIMEOUT_S * 1000)
+            expect(page.get_by_text("over 3 seeds").first).to_be_visible(timeout=30_000)  # mean and spread
             link = page.get_by_role("link", name="Open the distilled student")
             expect(link).to_be_visible(timeout=30_000)
             expect(page.get_by_text("No finished runs yet")).to_have_count(0, timeout=30_000)  # redrawn once done
@@ -211,7 +192,7 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             expect(page.get_by_role("button", name="Delete")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Experiment", exact=True)).to_be_visible(timeout=30_000)
             settle(page)
-            expect(page.get_by_text("✓ done: 3")).to_be_visible()  # the queue summary: three runs done
+            expect(page.get_by_text("✓ done: 7")).to_be_visible()  # the queue summary: seven runs done
             if not live_shot:
                 page.screenshot(path=str(SHOTS / "runs.png"))
 

@@ -300,6 +300,26 @@ def stop_pool(pid: int) -> None:
     os.kill(int(pid), signal.SIGTERM)
 
 
+def stop_pools(home: str | Path, wait: float = 20.0) -> None:
+    """Stop every pool of this host registered in a home's store (SIGTERM, then SIGKILL after
+    `wait` seconds): what a test or a benchmark that started the dashboard leaves behind."""
+    from .workers import workers
+
+    try:
+        pools = [w for w in workers(Store(home)) if w["kind"] == "pool" and w["host"] == HOST]
+    except Exception:  # no store yet: nothing was started
+        return
+    for w in pools:
+        if pid_alive(w["pid"]):
+            os.kill(w["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while any(pid_alive(w["pid"]) for w in pools) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for w in pools:
+        if pid_alive(w["pid"]):
+            os.kill(w["pid"], signal.SIGKILL)
+
+
 def pool_lock(home: Path):
     """Take <home>/pool.lock without waiting: the open file (keep it open to hold the lock),
     or None when another managed pool holds it. Where file locks are missing, always the file."""
