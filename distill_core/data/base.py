@@ -33,6 +33,17 @@ class DataBundle:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    # Where each split's samples are in the data set's original order (a data set with its own
+    # test split lists its other samples first): a file of teacher outputs, one row per sample
+    # in that order, is split the same way. `ids` are the rows' own ids where the data set has
+    # an id column (a user's CSV), else None (the row numbers are the ids).
+    index: dict[str, np.ndarray] | None = None
+    ids: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Samples in the whole data set, all splits together."""
+        return sum(self.sizes().values())
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -83,35 +94,19 @@ def split_and_normalise(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     normalise: str = "global",
+    order: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Stratified, seeded split; normalisation statistics come from the training split only.
 
     `normalise`: "global" (one mean/std over all training values: images, signals),
     "feature" (per-feature mean/std: tabular data) or "none".
     If `x_test`/`y_test` are given, the data set has its own test split and only validation
-    is carved out of `x`.
+    is carved out of `x`. `order`: the split as `split_indices` gives it, if already made.
     """
-    rng = np.random.default_rng(seed)
-    n_classes = int(y.max()) + 1
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     own_test = x_test is not None
-    for c in range(n_classes):
-        idx = np.flatnonzero(y == c)
-        need = 2 if own_test else 3
-        if len(idx) < need:
-            raise DataError(
-                f"{where}: class {c} has {len(idx)} sample(s); at least {need} are needed to split "
-                "into train / validation" + ("" if own_test else " / test")
-            )
-        rng.shuffle(idx)
-        n_val = max(1, int(round(len(idx) * val_fraction)))
-        n_test = 0 if own_test else max(1, int(round(len(idx) * test_fraction)))
-        if len(idx) - n_val - n_test < 1:
-            n_val, n_test = 1, 0 if own_test else 1
-        parts["val"] += idx[:n_val].tolist()
-        parts["test"] += idx[n_val : n_val + n_test].tolist()
-        parts["train"] += idx[n_val + n_test :].tolist()
-    order = {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}
+    if order is None:
+        order = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, where=where,
+                              own_test=own_test)
     xs = {k: x[v] for k, v in order.items()}
     ys = {k: y[v] for k, v in order.items()}
     if own_test:
@@ -129,3 +124,51 @@ def split_and_normalise(
         out.append(torch.from_numpy(((xs[k] - mean) / std).astype(np.float32)))
         out.append(torch.from_numpy(ys[k].astype(np.int64)))
     return tuple(out)
+
+
+def split_indices(y: np.ndarray, *, seed: int, val_fraction: float, test_fraction: float, where: str,
+                  own_test: bool = False) -> dict[str, np.ndarray]:
+    """The stratified, seeded split as index arrays {"train", "val", "test"} into y (each shuffled).
+
+    With `own_test` the data set has its own test split: only validation is carved out and
+    "test" is empty.
+    """
+    rng = np.random.default_rng(seed)
+    n_classes = int(y.max()) + 1
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        need = 2 if own_test else 3
+        if len(idx) < need:
+            raise DataError(
+                f"{where}: class {c} has {len(idx)} sample(s); at least {need} are needed to split "
+                "into train / validation" + ("" if own_test else " / test")
+            )
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        n_test = 0 if own_test else max(1, int(round(len(idx) * test_fraction)))
+        if len(idx) - n_val - n_test < 1:
+            n_val, n_test = 1, 0 if own_test else 1
+        parts["val"] += idx[:n_val].tolist()
+        parts["test"] += idx[n_val : n_val + n_test].tolist()
+        parts["train"] += idx[n_val + n_test :].tolist()
+    return {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}
+
+
+def make_bundle(info: DatasetInfo, x: np.ndarray, y: np.ndarray, split: dict, *, where: str, normalise: str,
+                x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                ids: np.ndarray | None = None) -> DataBundle:
+    """Split and normalise arrays into a DataBundle that remembers where each sample came from.
+
+    `split`: the data set's split knobs (split_seed, val_fraction, test_fraction); errors name
+    the data through `where`."""
+    own_test = x_test is not None
+    order = split_indices(y, seed=split["split_seed"], val_fraction=split["val_fraction"],
+                          test_fraction=split["test_fraction"], where=where, own_test=own_test)
+    tensors = split_and_normalise(x, y, seed=split["split_seed"], val_fraction=split["val_fraction"],
+                                  test_fraction=split["test_fraction"], where=where, normalise=normalise,
+                                  x_test=x_test, y_test=y_test, order=order)
+    index = dict(order)
+    if own_test:
+        index["test"] = len(y) + np.arange(len(y_test), dtype=np.int64)
+    return DataBundle(info, *tensors, index=index, ids=ids)

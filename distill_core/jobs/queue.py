@@ -61,11 +61,12 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
         ids = []
         for pos, run in enumerate(runs):
             dep = None
-            if run.teacher_hash:
-                dep = by_hash.get(run.teacher_hash)
+            first = run.teacher_hash or run.after  # its teacher, or the ensemble that makes this member
+            if first:
+                dep = by_hash.get(first)
                 if dep is None:
                     row = con.execute("SELECT id FROM runs WHERE hash = ? ORDER BY (status = 'done') DESC, id DESC LIMIT 1",
-                                      (run.teacher_hash,)).fetchone()
+                                      (first,)).fetchone()
                     dep = row[0] if row else None
             row = con.execute("SELECT id, status, depends_on FROM runs WHERE hash = ? ORDER BY id DESC LIMIT 1",
                               (run.hash,)).fetchone()
