@@ -123,19 +123,33 @@ def sweep(values: list, param: Param, what: str) -> list:
     return list(dict.fromkeys(out))
 
 
-def _teacher_file(teacher: dict, key: str, data: DataBundle) -> tuple[dict, dict]:
-    """(model, source) of a teacher given as a file, checked against the data set now."""
+def _teacher_file(teacher: dict, key: str, data: DataBundle) -> tuple[dict, dict, str]:
+    """(model, source, what it was found to be) of a teacher given as a file, checked against
+    the data set now."""
     path = Path(str(teacher[key])).expanduser()
     what = "ONNX model" if key == "onnx" else "outputs file"
     if not path.is_file():
         raise ConfigError(f"teacher {what} {path}: no such file")
     opts = coerce_knobs(TEACHER_FILES[key], {k: v for k, v in teacher.items() if k != key}, f"teacher {what} {path.name}")
     if key == "onnx":
-        check_onnx(path, data.info.input_shape, data.info.num_classes, probe=data.x_train[:2].numpy(), max_mb=opts["max_mb"])
+        info = check_onnx(path, data.info.input_shape, data.info.num_classes, probe=data.x_train[:2].numpy(),
+                          max_mb=opts["max_mb"])
+        note = (f"an ONNX model ({', '.join(f'{d} {v}' for d, v in info.opsets.items())}) taking {info.input_name!r} "
+                f"{'in batches of ' + str(info.batch) if info.batch else 'with any batch size'}, giving {info.output_name!r}")
     else:
-        read_outputs(path, data, opts["values"], opts["id_column"], opts["max_mb"])
+        _, how = read_outputs(path, data, opts["values"], opts["id_column"], opts["max_mb"])
+        note = f"{data.n_rows} rows of {data.info.num_classes} outputs, taken as {how}"
     source = {"kind": key, "path": str(path), "sha256": file_sha256(path), **opts}
-    return {"arch": key, "file": path.name}, source
+    return {"arch": key, "file": path.name}, source, note
+
+
+def check_teacher_file(teacher: dict, dataset: str, knobs: dict | None = None) -> str:
+    """What a teacher given as a file ({"onnx": PATH, ...} or {"outputs": PATH, ...}) was found to
+    be on this data set; the DistillError of `expand` when it does not fit."""
+    key = next((k for k in TEACHER_FILES if k in teacher), None)
+    if key is None:
+        raise ConfigError(f"not a teacher file: give one of {', '.join(TEACHER_FILES)}")
+    return _teacher_file(teacher, key, load_dataset(dataset, **dataset_knobs(dataset, knobs)))[2]
 
 
 def _teacher_config(teacher, settings: dict, dataset: dict, data: DataBundle) -> RunConfig:
@@ -144,7 +158,7 @@ def _teacher_config(teacher, settings: dict, dataset: dict, data: DataBundle) ->
         raise ConfigError("teachers: a member of an ensemble cannot be an ensemble itself")
     files = [k for k in TEACHER_FILES if isinstance(teacher, dict) and k in teacher]
     if files:
-        model, source = _teacher_file(teacher, files[0], data)
+        model, source, _ = _teacher_file(teacher, files[0], data)
         return RunConfig(**run, model=model, source=source)
     weights = None
     if isinstance(teacher, dict) and "weights" in teacher:

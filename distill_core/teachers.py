@@ -40,7 +40,7 @@ from . import onnx_files, outputs_files, paths
 from .data import DataBundle
 from .data.cache import load_data, name_and_knobs
 from .engine.train import TrainResult, train_model
-from .errors import ModelError
+from .errors import DistillError, ModelError
 from .evaluate import evaluate_logits, predict_logits
 from .files import file_sha256, write_atomic, write_json
 from .labels import model_label
@@ -305,6 +305,11 @@ def kind_of(config: RunConfig) -> str:
     return teacher_of(config).kind
 
 
+def teacher_kind(config: RunConfig) -> str:
+    """The kind of the teacher a run is (a teacher or assistant run) or learns from (a student)."""
+    return kind_of(config.teacher if config.is_student else config)
+
+
 def check_weights(model_spec: dict, path: str | Path, input_shape, num_classes: int) -> None:
     """Raise ModelError (saying which tensors) when a weight file does not fit an architecture."""
     load_weights(build_model(model_spec, tuple(input_shape), num_classes), path)
@@ -424,22 +429,36 @@ def export_outputs(home: str | Path, config: RunConfig, path: str | Path) -> Pat
 # -- what the pages look up ------------------------------------------------------------------------------
 
 
-def teacher_weights(home: str | Path, config: RunConfig) -> Path | None:
-    """Where the weights of a run's teacher are: the teacher cache, else the teacher run's folder."""
-    if config.teacher is None:
+def teacher_weights(home: str | Path, config: RunConfig, own: bool = False) -> Path | None:
+    """Where the weights of a run's teacher are (with `own`, of the teacher run `config` itself):
+    the teacher cache, else the teacher run's folder. None for a teacher without weights."""
+    if not own and config.teacher is None:
         return None
-    key = config.teacher_hash
+    key = config.hash if own else config.teacher_hash
     for folder in (paths.teacher_folder(home, key), paths.run_folder(home, key)):
         if (folder / paths.WEIGHTS).is_file():
             return folder / paths.WEIGHTS
     return None
 
 
+def spec_fields(config: RunConfig) -> dict:
+    """The ExperimentSpec fields that name this very teacher (so a new experiment reuses it):
+    `teacher`, or for an ensemble `teachers` and `ensemble`."""
+    kind, src = kind_of(config), config.source or {}
+    if kind == "ensemble":
+        return {"teachers": [spec_fields(m)["teacher"] for m in config.members], "ensemble": config.model["combine"]}
+    if kind in ("onnx", "outputs"):
+        return {"teacher": {kind: src["path"], **{k: v for k, v in src.items() if k not in ("kind", "path", "sha256")}}}
+    if kind == "weights":
+        return {"teacher": {"weights": config.weights["path"], "model": config.model}}
+    return {"teacher": config.model}
+
+
 def reusable(home: str | Path, dataset: str | None = None) -> list[dict]:
-    """Cached teachers a new experiment can reuse, newest first. Each: hash, role, dataset,
+    """Cached teachers a new experiment can reuse, newest first. Each: hash, kind, role, dataset,
     model (short name), model_spec, params, test_accuracy, created, config, and spec_fields:
-    the ExperimentSpec fields (dataset, dataset_knobs, teacher, teacher_train) that make a new
-    experiment reuse this very teacher instead of training one."""
+    the ExperimentSpec fields (dataset, dataset_knobs, teacher or teachers and ensemble,
+    teacher_train) that make a new experiment reuse this very teacher instead of making one."""
     out = []
     for t in TeacherCache(home).list():
         cfg = t["config"]
@@ -448,11 +467,15 @@ def reusable(home: str | Path, dataset: str | None = None) -> list[dict]:
         name, knobs = name_and_knobs(cfg["dataset"])
         if dataset is not None and name != dataset:
             continue
+        try:
+            config = RunConfig.from_dict(cfg)
+        except DistillError:  # written by another version of the lab
+            continue
         out.append({
-            "hash": t["hash"], "role": t.get("role"), "dataset": name, "model": model_label(cfg.get("model")),
-            "model_spec": cfg.get("model"), "params": t.get("params"), "test_accuracy": t.get("test_accuracy"),
-            "created": t.get("created"), "config": cfg,
-            "spec_fields": {"dataset": name, "dataset_knobs": knobs, "teacher": cfg.get("model"),
-                            "teacher_train": cfg.get("train")},
+            "hash": t["hash"], "kind": kind_of(config), "role": t.get("role"), "dataset": name,
+            "model": model_label(cfg.get("model")), "model_spec": cfg.get("model"), "params": t.get("params"),
+            "test_accuracy": t.get("test_accuracy"), "created": t.get("created"), "config": cfg,
+            "spec_fields": {"dataset": name, "dataset_knobs": knobs, "teacher_train": cfg.get("train"), "teachers": [],
+                            **spec_fields(config)},
         })
     return sorted(out, key=lambda t: -(t["created"] or 0))

@@ -21,7 +21,7 @@ from ..config import ExperimentSpec, expand
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RETRYABLE, RUNNING, STUDENT
 from ..labels import run_label
 from ..run_config import RunConfig
-from ..teachers import TeacherCache
+from ..teachers import TeacherCache, teacher_kind
 from .host import HOST
 from .store import JobError, Store, to_json
 
@@ -80,7 +80,7 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
                 rid = con.execute(
                     """INSERT INTO runs (hash, role, label, config, status, depends_on, priority, force,
                        created, updated, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (run.hash, run.role, run_label(run), to_json(run.to_dict()), QUEUED, dep, int(priority),
+                    (run.hash, run.role, run_label(run, teacher_kind(run)), to_json(run.to_dict()), QUEUED, dep, int(priority),
                      int(bool(force)), now, now, v),
                 ).lastrowid
             con.execute("INSERT OR IGNORE INTO experiment_runs (experiment_id, run_id, position) VALUES (?, ?, ?)",

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..labels import method_label, model_label
 from ..run_config import RunConfig
+from ..teachers import teacher_kind
 
 # name -> (dtype, meaning)
 RESULT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -41,6 +42,9 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "teacher": ("str", "the teacher's short name (empty for a teacher run)"),
     "teacher_arch": ("str", "the teacher's architecture"),
     "teacher_hash": ("str", "the teacher run's hash"),
+    "teacher_kind": ("str", "the kind of teacher the run is or learns from: trained, weights, distilled, sklearn, onnx, "
+                            "outputs or ensemble"),
+    "members": ("str", "an ensemble's members: their run hashes, comma-separated (empty for other runs)"),
     "method": ("str", "distillation method (scratch = the baseline)"),
     "method_label": ("str", "method with its temperature and alpha"),
     "temperature": ("float64", "softmax temperature (NaN when the method has none)"),
@@ -125,8 +129,11 @@ def _row(r, exps: dict, experiment: int | None) -> tuple[dict, dict]:
         "device": train.get("device"), "threads": train.get("threads"),
         "attempts": r["attempts"], "created": r["created"], "started": r["started"], "finished": r["finished"],
     }
+    run = RunConfig.from_dict(cfg)
+    row["teacher_kind"] = teacher_kind(run)
+    row["members"] = ",".join(m.hash for m in run.members) or None
     if row["teacher_hash"] is None and teacher:  # a run without a result yet
-        row["teacher_hash"] = RunConfig.from_dict(cfg).teacher_hash
+        row["teacher_hash"] = run.teacher_hash
     extra: dict = {}
     for key in _NESTED:
         if isinstance(res.get(key), dict):
