@@ -14,7 +14,7 @@ import onnx
 import pandas as pd
 import pytest
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 from safetensors.torch import load_file
 
 from distill_core import analysis, onnx_files, teachers
@@ -25,6 +25,7 @@ from distill_core.errors import DataError, DistillError, ModelError
 from distill_core.jobs import Store, queue
 from distill_core.jobs.worker import execute_run
 from distill_core.uploads import save_upload
+from onnx_models import linear_onnx
 
 DIGITS = {"dataset": "digits", "teacher": {"arch": "cnn", "channels": [4, 8]}, "students": [{"arch": "mlp", "hidden": [16]}],
           "methods": ["kd"], "temperatures": [2.0], "seeds": [0], "baseline": False,
@@ -37,29 +38,6 @@ def runs_of(spec: dict, **changes):
 
 def weights(result: dict) -> dict:
     return load_file(result["artifacts"]["weights"])
-
-
-# -- ONNX files the tests write by hand -----------------------------------------------------------------
-
-
-def linear_onnx(path, n_in=64, n_out=10, input_shape=("N", 1, 8, 8), softmax=False, domain="", batch=None, seed=0):
-    """A linear model in ONNX: Flatten -> MatMul -> Add (-> Softmax); `domain` for its MatMul."""
-    rng = np.random.default_rng(seed)
-    w = numpy_helper.from_array(rng.normal(size=(n_in, n_out)).astype(np.float32), "W")
-    b = numpy_helper.from_array(np.zeros(n_out, np.float32), "B")
-    shape = [batch or input_shape[0], *input_shape[1:]]
-    nodes = [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "W"], ["mm"], domain=domain),
-             helper.make_node("Add", ["mm", "B"], ["logits"])]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("probs" if softmax else "logits", TensorProto.FLOAT,
-                                                             [shape[0], n_out])], [w, b])
-    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
-    model = helper.make_model(graph, opset_imports=opsets)
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
 
 
 # -- the three routes on digits ---------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def load_spec(d: dict) -> None:
         ss["ne_teacher_mode"], ss["ne_e_n"], ss["ne_e_rule"] = SEVERAL, len(spec.teachers), spec.ensemble
         for i, member in enumerate(spec.teachers):
             key = _file_key(member)
-            ss[f"ne_e{i}_kind"] = key or "train"
+            ss[f"ne_e{i}_how"] = key or "train"
             _set_teacher(f"ne_e{i}", key, member)
     elif isinstance(teacher, dict) and "weights" in teacher:
         ss["ne_teacher_mode"] = UPLOAD

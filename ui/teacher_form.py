@@ -174,7 +174,7 @@ def _members(out: TeacherChoice, dataset: str, knobs: dict, kind: str | None, se
     cols = st.columns(min(int(n), 3))
     for i in range(int(n)):
         with cols[i % len(cols)].container(border=True):
-            how = st.selectbox(f"Teacher {i + 1}", list(MEMBER_KINDS), key=f"ne_e{i}_kind", format_func=MEMBER_KINDS.get)
+            how = st.selectbox(f"Teacher {i + 1}", list(MEMBER_KINDS), key=f"ne_e{i}_how", format_func=MEMBER_KINDS.get)
             if how == "train":
                 spec = _trained(f"ne_e{i}", kind, "Model", problem)
             else:
