@@ -32,6 +32,13 @@ DIGITS = {"dataset": "digits", "teacher": {"arch": "cnn", "channels": [4, 8]}, "
           "train": {"epochs": 3, "batch_size": 128}, "teacher_train": {"epochs": 3, "batch_size": 128}}
 
 
+LEAN = {"int8": False, "card": False}  # measured otherwise as quick (conftest): ONNX export and latency stay
+
+
+def run_lean(config):
+    return run_one(config, measure=LEAN)
+
+
 def runs_of(spec: dict, **changes):
     return expand(ExperimentSpec.from_dict({**spec, **changes}))
 
@@ -45,12 +52,12 @@ def weights(result: dict) -> dict:
 
 def test_onnx_teacher_from_the_labs_export_and_its_outputs_file(home, tmp_path):
     original = runs_of(DIGITS)
-    first = [run_one(r) for r in original]
+    first = [run_lean(r) for r in original]
     exported = first[0]["measure"]["exports"]["onnx"]  # the lab's own exporter, verified against PyTorch
 
     as_onnx = runs_of(DIGITS, teacher={"onnx": exported})
     assert teachers.kind_of(as_onnx[0]) == "onnx" and as_onnx[0].source["sha256"]
-    second = [run_one(r) for r in as_onnx]
+    second = [run_lean(r) for r in as_onnx]
     t = second[0]
     assert t["teacher"]["kind"] == "onnx" and t["teacher"]["outputs_taken_as"].startswith("logits")
     assert abs(t["metrics"]["accuracy"] - first[0]["metrics"]["accuracy"]) < 1e-9  # the same teacher, run elsewhere
@@ -64,7 +71,7 @@ def test_onnx_teacher_from_the_labs_export_and_its_outputs_file(home, tmp_path):
     data = load_data(as_onnx[0].dataset)
     assert np.load(path)["logits"].shape == (data.n_rows, 10)
     as_file = runs_of(DIGITS, teacher={"outputs": str(path)})
-    third = [run_one(r) for r in as_file]
+    third = [run_lean(r) for r in as_file]
     assert third[0]["teacher"]["kind"] == "outputs" and third[0]["measure"]["available"] is False
     a, b = weights(second[1]), weights(third[1])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
@@ -81,13 +88,13 @@ def test_onnx_teacher_from_the_labs_export_and_its_outputs_file(home, tmp_path):
     later = runs_of(DIGITS, teacher={"onnx": str(edited)})
     linear_onnx(edited)  # changed after submission: refused by the worker, not used
     with pytest.raises(ModelError, match="changed after the experiment was submitted"):
-        run_one(later[0])
+        run_lean(later[0])
 
 
 def test_probabilities_and_a_fixed_batch_are_read_and_said(home, tmp_path):
     path = linear_onnx(tmp_path / "probs.onnx", softmax=True, batch=7)
     runs = runs_of(DIGITS, teacher={"onnx": str(path)})
-    got = run_one(runs[0])
+    got = run_lean(runs[0])
     assert "probabilities (detected" in got["teacher"]["outputs_taken_as"] and got["teacher"]["fixed_batch"] == 7
     logits = teachers.TeacherCache(home).logits(runs[0].hash)
     assert torch.allclose(logits["test"].exp().sum(1), torch.ones(len(logits["test"])), atol=1e-4)
@@ -112,7 +119,7 @@ def test_random_forest_teacher_on_a_csv_and_outputs_aligned_by_id(home, tmp_path
             "teacher": {"arch": "random-forest", "n_estimators": 15}, "students": [{"arch": "mlp", "hidden": [8]}],
             "methods": ["kd"], "seeds": [0], "baseline": False, "train": {"epochs": 3, "batch_size": 64}}
     runs = runs_of(spec)
-    got = [run_one(r) for r in runs]
+    got = [run_lean(r) for r in runs]
     folder = teachers.TeacherCache(home).folder(runs[0].hash)
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "logits.safetensors", "meta.json", "model.onnx"]
     assert got[0]["teacher"]["kind"] == "sklearn" and got[0]["measure"]["onnx"]["exporter"] == "skl2onnx"
@@ -129,7 +136,7 @@ def test_random_forest_teacher_on_a_csv_and_outputs_aligned_by_id(home, tmp_path
     shuffled = pd.DataFrame(full, columns=["p0", "p1"]).assign(sample=ids).sample(frac=1, random_state=1)
     shuffled.to_csv(tmp_path / "outs.csv", index=False)
     again = runs_of(spec, teacher={"outputs": str(tmp_path / "outs.csv"), "id_column": "sample", "values": "probabilities"})
-    run_one(again[0])
+    run_lean(again[0])
     assert torch.allclose(teachers.TeacherCache(home).logits(again[0].hash)["train"],
                           teachers.TeacherCache(home).logits(runs[0].hash)["train"], atol=1e-5)
 

@@ -135,7 +135,10 @@ def cost(run: dict, result: dict, frame: pd.DataFrame) -> None:
         t = frame[frame.hash == result["teacher_hash"]]
         teacher = t.iloc[-1] if not t.empty else None
     a, b, d, e = st.columns(4)
-    a.metric("ONNX fp32", fmt_bytes(size.get("onnx_bytes")))
+    to = None if teacher is None else teacher.get("measure.size.onnx_bytes")
+    a.metric("ONNX fp32", fmt_bytes(size.get("onnx_bytes")),
+             delta=None if not to or to != to or not size.get("onnx_bytes") else f"{to / size['onnx_bytes']:.1f}x smaller than "
+             "the teacher's", delta_color="off")
     tb = None if teacher is None else teacher.get("measure.size.fp32_bytes")
     b.metric("fp32 weights", fmt_bytes(size.get("fp32_bytes")),
              delta=None if not tb or tb != tb else f"{tb / size['fp32_bytes']:.1f}x smaller than the teacher", delta_color="off")

@@ -9,6 +9,7 @@ the teacher's cache entry and ship the folder back.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -82,6 +83,8 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
         model, metrics, train = teacher.model, evaluate_logits(teacher.logits["test"], data.y_test), teacher.meta.get("train")
         teacher_test = None
         result["teacher"], onnx = _teacher_figures(config, teacher)
+        if (onnx or {}).get("made_by") == "skl2onnx":  # a fitted model's only file: downloadable from its run too
+            onnx["path"] = shutil.copyfile(onnx["path"], folder / paths.ONNX)
     else:
         teacher = obtain(config.teacher, cache, rec, on_progress, should_stop)
         result.update(teacher_hash=config.teacher_hash, teacher_accuracy=teacher.meta["test_accuracy"],

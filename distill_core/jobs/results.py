@@ -24,6 +24,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..errors import DistillError
 from ..labels import method_label, model_label
 from ..run_config import RunConfig
 from ..teachers import teacher_kind
@@ -129,10 +130,13 @@ def _row(r, exps: dict, experiment: int | None) -> tuple[dict, dict]:
         "device": train.get("device"), "threads": train.get("threads"),
         "attempts": r["attempts"], "created": r["created"], "started": r["started"], "finished": r["finished"],
     }
-    run = RunConfig.from_dict(cfg)
-    row["teacher_kind"] = teacher_kind(run)
-    row["members"] = ",".join(m.hash for m in run.members) or None
-    if row["teacher_hash"] is None and teacher:  # a run without a result yet
+    try:
+        run = RunConfig.from_dict(cfg)
+    except DistillError:  # a config another version of the lab wrote: its kind is unknown here
+        run = None
+    row["teacher_kind"] = teacher_kind(run) if run else None
+    row["members"] = ",".join(m.hash for m in run.members) if run and run.members else None
+    if row["teacher_hash"] is None and teacher and run:  # a run without a result yet
         row["teacher_hash"] = run.teacher_hash
     extra: dict = {}
     for key in _NESTED:
