@@ -30,6 +30,7 @@ from .methods import ALPHA, FEATURES, METHODS, TEMPERATURE, Method
 from .models import build_model, check_input_kind, is_estimator, is_network, normalise_spec
 from .onnx_files import ONNX_PARAMS, check_onnx
 from .outputs_files import OUTPUTS_PARAMS, read_outputs
+from .recipes import apply_recipe
 from .registry import Param, coerce_knobs
 from .run_config import RunConfig
 from .train_params import train_settings
@@ -171,7 +172,7 @@ def _teacher_config(teacher, settings: dict, dataset: dict, data: DataBundle) ->
     check_input_kind(model, data.info.kind)
     if weights and is_estimator(model):
         raise ConfigError(f"teacher weights: {model['arch']} is a scikit-learn model; weight files are for the lab's networks")
-    return RunConfig(**run, model=model, weights=weights)
+    return RunConfig(**{**run, "train": apply_recipe(settings, model, data.info.kind)}, model=model, weights=weights)
 
 
 def _teachers(spec: ExperimentSpec, dataset: dict, data: DataBundle) -> list[RunConfig]:
@@ -279,8 +280,8 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
             runs.append(run)
 
     def student(model: dict, method: dict, seed: int, run_teacher: RunConfig) -> RunConfig:
-        return RunConfig(role=STUDENT, dataset=dataset, model=model, method=method, train=settings, seed=seed,
-                         teacher=run_teacher, transfer=transfer)
+        return RunConfig(role=STUDENT, dataset=dataset, model=model, method=method,
+                         train=apply_recipe(settings, model, info.kind), seed=seed, teacher=run_teacher, transfer=transfer)
 
     for model in students:
         s_model = build_model(model, info.input_shape, info.num_classes)
@@ -295,7 +296,7 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
                 ok = [m.name for m in METHODS if method_problem(m, s_model, t_model, without) is None]
                 raise ConfigError(f"method {cls.name} cannot distil into {model['arch']}: {reason}. "
                                   f"Methods that work here: {', '.join(ok)}")
-            if without and cls.uses_teacher and settings["augment"]:
+            if without and cls.uses_teacher and apply_recipe(settings, model, info.kind)["augment"]:
                 raise ConfigError(f"method {cls.name} with augment on needs the teacher on every augmented batch, and "
                                   f"the teacher is {without}, which gives outputs for the data set's own samples only: "
                                   "turn augment off for the students")

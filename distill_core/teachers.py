@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from . import onnx_files, outputs_files, paths
 from .data import DataBundle
 from .data.cache import load_data, name_and_knobs
+from .engine.device import pick_device
 from .engine.train import TrainResult, train_model
 from .errors import DistillError, ModelError
 from .evaluate import evaluate_logits, predict_logits
@@ -402,8 +403,10 @@ def obtain(config: RunConfig, cache: TeacherCache, recorder, on_progress: Progre
     made = teacher.make(data, recorder, parents, on_progress, should_stop)
     logits = made.logits
     if logits is None:
-        with teacher.phase(recorder, "logits"):
-            logits = all_logits(made.model.cpu(), data)
+        with teacher.phase(recorder, "logits"):  # on the training device: a big teacher's forward passes are not cheap
+            device = pick_device(config.train["device"])
+            logits = all_logits(made.model.to(device), data, device)
+            made.model.cpu()
     meta = {"kind": teacher.kind, "role": config.role, "model": config.model, "dataset": config.dataset["name"],
             "params": count_params(made.model) if made.model is not None else None,
             "test_accuracy": evaluate_logits(logits["test"], data.y_test)["accuracy"],

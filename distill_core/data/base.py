@@ -23,8 +23,36 @@ class DatasetInfo:
 
 
 @dataclass
+class RawImages:
+    """The image splits as uint8 (N, C, H, W) and the per-channel statistics that normalise them.
+
+    `normalise(raw)` gives exactly the float inputs of the bundle. A trainer may keep these on
+    its device (a quarter of the memory) and crop or flip before normalising, as torchvision's
+    pipeline does: the padding of a random crop is then black, not the mean colour.
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    mean: torch.Tensor  # (C,), in pixel units 0..255
+    std: torch.Tensor  # (C,)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = self.mean.to(x.device, torch.float32).view(shape)
+        std = self.std.to(x.device, torch.float32).view(shape)
+        return (x.to(torch.float32) - mean) / std
+
+    def select(self, keep_train: torch.Tensor, keep_val: torch.Tensor) -> "RawImages":
+        return RawImages(self.train[keep_train], self.val[keep_val], self.test, self.mean, self.std)
+
+
+@dataclass
 class DataBundle:
-    """Train / validation / test tensors (float32 inputs, int64 labels) and metadata."""
+    """Train / validation / test tensors (float32 inputs, int64 labels) and metadata.
+
+    `raw`, where a data set keeps it (CIFAR), holds the same images as uint8 (see RawImages).
+    """
 
     info: DatasetInfo
     x_train: torch.Tensor
@@ -33,6 +61,7 @@ class DataBundle:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    raw: RawImages | None = None
     # Where each split's samples are in the data set's original order (a data set with its own
     # test split lists its other samples first): a file of teacher outputs, one row per sample
     # in that order, is split the same way. `ids` are the rows' own ids where the data set has
@@ -168,7 +197,13 @@ def make_bundle(info: DatasetInfo, x: np.ndarray, y: np.ndarray, split: dict, *,
     tensors = split_and_normalise(x, y, seed=split["split_seed"], val_fraction=split["val_fraction"],
                                   test_fraction=split["test_fraction"], where=where, normalise=normalise,
                                   x_test=x_test, y_test=y_test, order=order)
+    return DataBundle(info, *tensors, index=original_index(order, len(y), len(y_test) if own_test else None), ids=ids)
+
+
+def original_index(order: dict[str, np.ndarray], n: int, n_own_test: int | None = None) -> dict[str, np.ndarray]:
+    """`DataBundle.index` from a split (`split_indices`) of n samples; a data set's own test split
+    of `n_own_test` samples follows them in its original order."""
     index = dict(order)
-    if own_test:
-        index["test"] = len(y) + np.arange(len(y_test), dtype=np.int64)
-    return DataBundle(info, *tensors, index=index, ids=ids)
+    if n_own_test is not None:
+        index["test"] = n + np.arange(n_own_test, dtype=np.int64)
+    return index

@@ -123,10 +123,12 @@ def describe_spec(spec: dict | str) -> str:
         return f"resnet d{spec['depth']} w{spec['width']}"
     if a == "mobile":
         return f"mobile x{spec['width_mult']:g} b{spec['blocks']}"
+    if a in zoo.DESCRIBE:
+        return zoo.DESCRIBE[a](spec)
     return a
 
 
-from . import architectures, estimators  # noqa: E402,F401  (registers the entries)
+from . import architectures, estimators, zoo  # noqa: E402,F401  (registers the entries; zoo adds its named sizes)
 from .checkpoint import load_weights, save_weights  # noqa: E402
 
 __all__ = ["ARCHITECTURES", "NAMED_SIZES", "DistillNet", "ModelOutput", "build_model", "normalise_spec",
