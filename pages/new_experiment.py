@@ -99,7 +99,7 @@ students = []
 cols = st.columns(min(int(n_students), 3))
 for i in range(int(n_students)):
     with cols[i % len(cols)].container(border=True):
-        spec_i, errs = forms.model_picker(f"ne_s{i}", f"Student {i + 1}", kind, default="mlp-small")
+        spec_i, errs = forms.model_picker(f"ne_s{i}", f"Student {i + 1}", kind, default="mlp-small", networks_only=True)
         problems.setdefault("students", []).extend(errs)
         students.append(spec_i)
 

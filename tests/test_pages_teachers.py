@@ -68,13 +68,14 @@ def test_the_tabular_preset_and_several_teachers(empty):
     assert at.selectbox(key="ne_dataset").value == "breast-cancer"
     assert at.selectbox(key="ne_t_choice").value == "custom: gradient-boosting"
     assert "This launches 11 runs" in texts(at)  # the teacher, then 5 seeds x (scratch, kd)
+    assert "custom: gradient-boosting" not in at.selectbox(key="ne_s0_choice").options  # a student is a network
     at.radio(key="ne_teacher_mode").set_value("Several teachers").run()
-    at.selectbox(key="ne_e1_choice").set_value("custom: random-forest").run()
-    at.selectbox(key="ne_e2_choice").set_value("custom: gradient-boosting").run()
+    assert [at.selectbox(key=f"ne_e{i}_choice").value for i in range(3)] == [
+        "mlp-medium", "custom: gradient-boosting", "custom: random-forest"]  # three different teachers to start with
     assert "This launches 14 runs" in texts(at), errors(at)  # the ensemble, its 3 members, 10 students
     button(at, "ne_launch").click().run()
     labels = [r["label"] for r in Store(empty).list_runs()]
-    assert labels[0].startswith("teacher ensemble mean-logits 3") and labels[2].startswith("teacher random-forest")
+    assert labels[0].startswith("teacher ensemble mean-logits 3") and labels[2].startswith("teacher gradient-boosting")
     assert "(scikit-learn)" in labels[3] and all("ensemble teacher" in x for x in labels[4:])
 
 

@@ -87,8 +87,14 @@ def _file_teacher(prefix: str, key: str, dataset: str, knobs: dict, settings: di
     return spec
 
 
-def _trained(prefix: str, kind: str | None, label: str, problem) -> dict | None:
-    model, errs = forms.model_picker(prefix, label, kind, default="cnn-large" if kind in ("image", "signal") else "mlp-medium")
+# An ensemble's members start as different models (the same teacher twice is refused).
+MEMBER_DEFAULTS = {"vector": ("mlp-medium", forms.CUSTOM + "gradient-boosting", forms.CUSTOM + "random-forest"),
+                   "other": ("cnn-large", "cnn-small", "mlp-medium")}
+
+
+def _trained(prefix: str, kind: str | None, label: str, problem, default: str | None = None) -> dict | None:
+    default = default or ("cnn-large" if kind in ("image", "signal") else "mlp-medium")
+    model, errs = forms.model_picker(prefix, label, kind, default=default)
     for e in errs:
         problem(e, shown=False)
     return model
@@ -176,7 +182,8 @@ def _members(out: TeacherChoice, dataset: str, knobs: dict, kind: str | None, se
         with cols[i % len(cols)].container(border=True):
             how = st.selectbox(f"Teacher {i + 1}", list(MEMBER_KINDS), key=f"ne_e{i}_how", format_func=MEMBER_KINDS.get)
             if how == "train":
-                spec = _trained(f"ne_e{i}", kind, "Model", problem)
+                defaults = MEMBER_DEFAULTS["vector" if kind == "vector" else "other"]
+                spec = _trained(f"ne_e{i}", kind, "Model", problem, default=defaults[i % len(defaults)])
             else:
                 spec = _file_teacher(f"ne_e{i}", how, dataset, knobs, settings, problem)
             if spec is None:
