@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from .constants import ENSEMBLE_RULES, SCRATCH, STUDENT, TEACHER
-from .data import DATASETS, DataBundle, dataset_knobs, load_dataset
+from .data import DATASETS, DataBundle, dataset_knobs, load_dataset, run_entry
 from .errors import ConfigError, DistillError
 from .files import file_sha256
 from .methods import ALPHA, FEATURES, METHODS, TEMPERATURE, Method
@@ -241,7 +241,7 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
     if spec.dataset not in DATASETS:
         raise ConfigError(f"unknown data set {spec.dataset!r}; available: {', '.join(DATASETS.names())}")
     knobs = dataset_knobs(spec.dataset, spec.dataset_knobs)
-    dataset = {"name": spec.dataset, **knobs}
+    dataset = run_entry(spec.dataset, knobs)
     if knobs.get("path") and Path(knobs["path"]).is_file():
         # A user's file is part of the run's identity: edited in place, it makes new runs (and a
         # new teacher), and a worker refuses it if it changed after submission (data/cache.py).

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from distill_core import analysis, onnx_files, teachers
 from distill_core.config import ExperimentSpec, expand
+from distill_core.data import run_entry
 from distill_core.data.cache import load_data
 from distill_core.engine.runner import run_one
 from distill_core.errors import DataError, DistillError, ModelError
@@ -140,6 +141,8 @@ def test_random_forest_teacher_on_a_csv_and_outputs_aligned_by_id(home, tmp_path
     assert torch.allclose(teachers.TeacherCache(home).logits(again[0].hash)["train"],
                           teachers.TeacherCache(home).logits(runs[0].hash)["train"], atol=1e-5)
 
+    assert runs[0].dataset["id_column"] == "sample"
+    assert run_entry("csv", {"path": str(csv), "id_column": ""}) == {"name": "csv", "path": str(csv)}  # old runs keep their hashes
     with pytest.raises(DistillError, match="scikit-learn model: it can teach"):
         runs_of(spec, students=["gradient-boosting"])
     with pytest.raises(DistillError, match="works on vector inputs, not image inputs"):
