@@ -78,6 +78,9 @@ def test_onnx_teacher_from_the_labs_export_and_its_outputs_file(home, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
 
     # Logit methods work with a teacher without a network; feature methods are refused, saying which work.
+    logit = runs_of(DIGITS, teacher={"outputs": str(path)}, methods=["kd", "dkd", "dist", "logit-std"])
+    assert sorted(r.method_name for r in logit[1:]) == ["dist", "dkd", "kd", "logit-std"]
+    assert runs_of(DIGITS, teacher={"outputs": str(path)}, methods=[{"name": "takd", "assistant": "mlp-small"}])[1].teacher.role == "assistant"
     with pytest.raises(DistillError, match=r"fitnets cannot distil.*teacher is an ONNX model.*Methods that work here: .*kd"):
         runs_of(DIGITS, teacher={"onnx": exported}, methods=["fitnets"])
     with pytest.raises(DistillError, match="name the assistant"):
