@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--write", help="add or replace this section in a Markdown file (e.g. docs/benchmarks.md)")
     args = ap.parse_args()
+    target = Path(args.write).resolve() if args.write else None  # before the chdir into the scratch home
     import torch
 
     torch.set_num_threads(1)
@@ -194,12 +195,12 @@ def main() -> None:
             print(json.dumps({name: figures}, default=str), file=sys.stderr)
             parts.append(text)
     machine = (f"Machine: {cpu_model()}, {os.cpu_count()} cores shared with other work (load average "
-               f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, {platform.python_version()}; "
+               f"{os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, Python {platform.python_version()}; "
                f"one torch thread; {time.time() - start:.0f} s in all. `python bench/bench_teachers.py`.")
     body = machine + "\n\n" + "\n\n".join(parts)
-    if args.write:
-        write_section(args.write, "Teachers of every kind (issue 12)", body)
-        print(f"written to {args.write}")
+    if target:
+        write_section(target, "Teachers of every kind (issue 12)", body)
+        print(f"written to {target}")
 
 
 if __name__ == "__main__":
