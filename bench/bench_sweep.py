@@ -92,12 +92,13 @@ def main() -> None:
     on, off = best["on"]["wall_s"], best["off"]["wall_s"]
     added = on / off - 1
     machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    body = f"""`python bench/bench_sweep.py --repeats {args.repeats} --epochs {args.epochs}`. Machine: {machine}; 1-minute load
-average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.
+    body = f"""`python bench/bench_sweep.py --repeats {args.repeats} --epochs {args.epochs}`. Machine: {machine};
+1-minute load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end.
 
 The 19-run digits temperature sweep (teacher mlp-small trained in the sweep, hinton-tiny students,
-KD at {len(TEMPERATURES)} temperatures x {len(SEEDS)} seeds, {args.epochs} student epochs) on {best['on']['workers']} warm
-workers, one torch thread each, submit to last result; best of {args.repeats} alternating sweeps per mode.
+KD at {len(TEMPERATURES)} temperatures x {len(SEEDS)} seeds, {args.epochs} student epochs) on
+{best['on']['workers']} warm workers, one torch thread each, submit to last result; best of {args.repeats}
+alternating sweeps per mode.
 
 | measuring | wall (s) | runs' own time (s) | training loops (s) |
 |---|---:|---:|---:|
