@@ -32,6 +32,7 @@ class RunConfig:
     train: dict  # training settings (train_params.TRAIN_PARAMS)
     seed: int = 0
     teacher: RunConfig | None = None  # whom a student (or an assistant) learns from
+    start: RunConfig | None = None  # the run whose trained weights a student starts from (QAD's fp32 student)
     weights: dict | None = None  # {"path", "sha256"}: a teacher loaded from the user's file
     transfer: dict | None = None  # students only: {"omit_class": k} (Hinton et al. 2015, sec. 3)
     measure: dict | None = None  # measurement settings (measure.settings); not part of the identity
@@ -42,8 +43,9 @@ class RunConfig:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"run config: unknown field(s) {', '.join(unknown)}")
-        teacher = d.get("teacher")
-        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None})
+        teacher, start = d.get("teacher"), d.get("start")
+        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None,
+                      "start": cls.from_dict(start) if start else None})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict; optional fields only when set (the stored shape, hashed)."""
@@ -52,6 +54,8 @@ class RunConfig:
         for key in ("weights", "transfer", "measure"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
+        if self.start is not None:
+            d["start"] = self.start.to_dict()
         return d
 
     @cached_property
@@ -64,6 +68,8 @@ class RunConfig:
         d["train"] = {k: v for k, v in self.train.items()
                       if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == DEFAULTS[k])}
         d["teacher"] = self.teacher._identity() if self.teacher else None
+        if self.start is not None:
+            d["start"] = self.start._identity()
         return d
 
     def __hash__(self) -> int:
@@ -73,6 +79,12 @@ class RunConfig:
     def teacher_hash(self) -> str | None:
         """The identity of the teacher this run learns from (None for a teacher run)."""
         return self.teacher.hash if self.teacher else None
+
+    @property
+    def depends_on(self) -> str | None:
+        """The hash of the run that must be done before this one starts: the run it starts from,
+        else its teacher (which the start run itself depends on)."""
+        return self.start.hash if self.start is not None else self.teacher_hash
 
     @property
     def method_name(self) -> str:
@@ -93,4 +105,5 @@ class RunConfig:
             return self
         train = self.train if self.train.get("threads") else {**self.train, "threads": threads}
         teacher = self.teacher.with_threads(threads) if self.teacher else None
-        return dataclasses.replace(self, train=train, teacher=teacher)
+        start = self.start.with_threads(threads) if self.start else None
+        return dataclasses.replace(self, train=train, teacher=teacher, start=start)

@@ -171,7 +171,7 @@ def test_run_detail_of_a_finished_student_shows_figures_measurements_and_downloa
     # curves, confusion, per-class accuracy, reliability, samples (6 by default), energy
     assert len(at.get("plotly_chart")) >= 4 + 6
     labels = [b.label for b in at.get("download_button")]
-    for what in ("ONNX model (fp32)", "ONNX model (int8)", "weights (.safetensors)", "model card (Markdown)",
+    for what in ("ONNX model (fp32)", "ONNX model (int8, deployed)", "weights (.safetensors)", "model card (Markdown)",
                  "model card (JSON)", "run config (JSON)"):
         assert f"Download {what}" in labels
     page = texts(at)

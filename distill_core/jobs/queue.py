@@ -5,9 +5,9 @@
     end(store, run_id, status, ..) a run failed, was cancelled or interrupted; its dependents follow
     cancel / retry / delete        what a user asks for on the Runs page or the CLI
 
-Runs go FIFO by (priority desc, id); a run waits for its dependency (its teacher run) to be
-done, and never starts while another run with the same hash is running (both would write the
-same artifacts folder). Workers claim runs themselves, in one write transaction, so any number
+Runs go FIFO by (priority desc, id); a run waits for its dependency (its teacher run, or the run
+it starts from) to be done, and never starts while another run with the same hash is running
+(both would write the same artifacts folder). Workers claim runs themselves, in one write transaction, so any number
 of workers and pools (of any executor) can serve the same store.
 """
 from __future__ import annotations
@@ -61,11 +61,11 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
         ids = []
         for pos, run in enumerate(runs):
             dep = None
-            if run.teacher_hash:
-                dep = by_hash.get(run.teacher_hash)
+            if run.depends_on:  # its teacher, or the run it starts from
+                dep = by_hash.get(run.depends_on)
                 if dep is None:
                     row = con.execute("SELECT id FROM runs WHERE hash = ? ORDER BY (status = 'done') DESC, id DESC LIMIT 1",
-                                      (run.teacher_hash,)).fetchone()
+                                      (run.depends_on,)).fetchone()
                     dep = row[0] if row else None
             row = con.execute("SELECT id, status, depends_on FROM runs WHERE hash = ? ORDER BY id DESC LIMIT 1",
                               (run.hash,)).fetchone()

@@ -78,11 +78,14 @@ def torch_latency(model: nn.Module, x: torch.Tensor, seconds: float = 0.1, min_r
     return time_calls(call, seconds, min_reps, min_warmup=3 if min_reps >= 10 else 1)
 
 
-def ort_session(path, threads: int):
-    """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread)."""
+def ort_session(path, threads: int, optimised_path=None):
+    """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread);
+    `optimised_path`: where to write the graph as ONNX Runtime optimised it."""
     import onnxruntime as ort  # heavy (hundreds of ms): imported only when a session is made
 
     opts = ort.SessionOptions()
+    if optimised_path is not None:
+        opts.optimized_model_filepath = str(optimised_path)
     opts.intra_op_num_threads = resolve_threads(threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
