@@ -3,7 +3,7 @@ digits and mnist-5k. Run by hand: `python bench/bench_int8.py [--write docs/benc
 
 For each data set, one experiment through the lab's own pipeline (expand, run_one, in a scratch
 home): a CNN teacher, the students cnn-small (16-32) and cnn 32-64, each trained from scratch
-and then fine-tuned by QAD (start: scratch, KD from the teacher), over --seeds seeds, measured
+and then fine-tuned by QAD (start: scratch, KD from that fp32 student), over --seeds seeds, measured
 with int8_mode auto (both post-training variants) and the default exporter (dynamo).
 
 Then, on the files the runs wrote, one thread:
@@ -184,7 +184,7 @@ def report(mach: dict, tables: dict, outliers: list[dict], seeds: list[int], rou
              f"torch {mach['torch']}, ONNX Runtime {mach['ort']}, Python {mach['python']}; load average {mach['load']} "
              "at the start (shared machine). One thread everywhere.", "",
              f"Students trained from scratch ({len(seeds)} seeds: {', '.join(map(str, seeds))}), then QAD (start: scratch, "
-             "KD from the CNN 32-64 teacher, 5 epochs at a tenth of the learning rate). Static: ONNX Runtime "
+             "KD from the fp32 student itself, 5 epochs at a tenth of the learning rate, best validation epoch kept). Static: ONNX Runtime "
              "quantize_static, QDQ, int8 weights per channel, uint8 activations, MinMax on 256 seeded training samples, "
              "then made deployable (first convolution's input channels padded to 4, names shortened). Latency: best of "
              f"{rounds} interleaved rounds of a median, batch 1 and batch 256, the deployed files of the first seed.", ""]

@@ -218,7 +218,8 @@ def test_qad_run_starts_from_the_fp32_student_run_and_never_changes_it(home):
     assert res["qad"]["start"] == start.hash and res["metrics"]["accuracy"] == res["qad"]["qad_simulated_accuracy"]
     start_res = json.loads((paths.run_folder(home, start.hash) / paths.RESULT).read_text())
     assert res["qad"]["start_accuracy"] == start_res["metrics"]["accuracy"]
-    assert (paths.run_folder(home, qad.hash) / paths.WEIGHTS).is_file()  # its fp32 weights load as the architecture
+    assert res["qad"]["fp32_weights"] == "fine-tuned by QAD"  # its fp32 weights, as the architecture loads them
+    assert (paths.run_folder(home, qad.hash) / paths.WEIGHTS).is_file()
 
 
 def test_qad_without_its_start_run_is_a_clear_error(home):

@@ -155,7 +155,9 @@ def int8(m: dict, qad: dict | None) -> None:
         st.markdown(f"**int8**: unavailable: {i8.get('reason', 'not measured')}")
         return
     change = -100 * i8["accuracy_drop"] + 0.0  # + 0.0: no "-0.00"
-    st.markdown(f"**int8, deployed: {VARIANT_NAMES.get(i8.get('variant'), i8.get('variant'))}**: test accuracy "
+    # runs measured before static int8 existed deployed dynamic int8 and did not name it
+    variant = i8.get("variant") or ("dynamic" if "quantize_dynamic" in str(i8.get("method")) else "int8")
+    st.markdown(f"**int8, deployed: {VARIANT_NAMES.get(variant, variant)}**: test accuracy "
                 f"{fmt_pct(i8['accuracy'], 2)} against {fmt_pct(i8['fp32_accuracy'], 2)} in fp32 ({change:+.2f} pts); "
                 f"agrees with fp32 on {fmt_pct(i8['agreement_with_fp32'])} of the test set"
                 + (f"; calibrated on {i8['calibration']['samples']} training samples ({i8['calibration']['method']}, "

@@ -19,11 +19,11 @@ from .. import paths
 from ..constants import STUDENT, TEACHER
 from ..data import DataBundle
 from ..data.cache import load_data
+from ..errors import ModelError
 from ..evaluate import evaluate_logits, predict_logits
 from ..files import write_json
 from ..measure.hook import RunMeasurement
 from ..methods import make_method
-from ..errors import ModelError
 from ..models import count_params, load_weights, save_weights
 from ..run_config import RunConfig
 from ..teachers import TeacherCache, build, obtain
@@ -105,11 +105,11 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
             device = next(trained.parameters()).device  # where it trained
             metrics = evaluate_logits(predict_logits(trained, data.x_test, device=device), data.y_test, teacher_test)
         trained.cpu()
-        if int8_student is not None:
-            model = int8_student.trained_fp32()
+        if int8_student is not None:  # the run's fp32 weights: QAD's, unfolded into the architecture
+            model, fp32_weights = int8_student.trained_fp32()
             result["qad"] = {"start": config.start.hash, "start_accuracy": evaluate_logits(
                 predict_logits(start, data.x_test), data.y_test)["accuracy"], "ptq_simulated_accuracy": before["accuracy"],
-                "qad_simulated_accuracy": metrics["accuracy"], "kd_from": method.kd_from}
+                "qad_simulated_accuracy": metrics["accuracy"], "kd_from": method.kd_from, "fp32_weights": fp32_weights}
         model = model.cpu()
     result["teacher_cached"] = teacher.cached
     weights = save_weights(model, folder / paths.WEIGHTS)

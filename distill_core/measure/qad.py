@@ -46,13 +46,14 @@ class Int8Student:
     dynamic: dict = field(default_factory=dict)  # its dynamic int8, made before training
     seconds: float = 0.0
 
-    def trained_fp32(self) -> nn.Module:
-        """The fine-tuned fp32 weights as the lab's architecture (batch norm unfolded again); the
-        start's weights if the exporter's names did not allow the mapping (said in the record)."""
+    def trained_fp32(self) -> tuple[nn.Module, str]:
+        """The fine-tuned fp32 weights as the lab's architecture (batch norm unfolded again), and
+        what they are: where the exporter's tensor names do not map back onto the architecture
+        (the TorchScript exporter may merge equal tensors), the start's weights, saying so."""
         try:
-            return unfold_batchnorm(self.start, self.pairs, self.sim.float_weights())
-        except (KeyError, RuntimeError):
-            return copy.deepcopy(self.start)
+            return unfold_batchnorm(self.start, self.pairs, self.sim.float_weights()), "fine-tuned by QAD"
+        except (KeyError, RuntimeError) as exc:
+            return copy.deepcopy(self.start), f"those it started from (the int8 graph's names do not map back: {exc})"
 
 
 def prepare(model: nn.Module, data: DataBundle, folder: str | Path, settings: dict, seed: int,

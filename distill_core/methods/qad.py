@@ -6,7 +6,8 @@ channel and its activations to uint8 with ranges calibrated on training samples;
 loses accuracy (an activation with outliers stretches its range and coarsens its steps), the
 network is fine-tuned with the quantisers in the loop, learning weights that survive the
 rounding and activation ranges that clip the outliers. The loss is Hinton's KD from an fp32
-model, as NVIDIA's Model Optimizer and Intel's Neural Compressor do it for their users:
+model (by default the student's own fp32 self; the experiment's teacher on request), as NVIDIA's
+Model Optimizer and Intel's Neural Compressor do it for their users:
 
     L = alpha * T^2 * KL(p_fp32^T || p_int8^T) + (1 - alpha) * CE(y, p_int8)
 
@@ -44,8 +45,8 @@ class QAD(Method):
     trains_int8 = True
     start = Param("start", "kd", "the trained fp32 student it starts from: the same student trained with this "
                   "method (kd at this run's temperature and alpha, or scratch)", "choice", choices=STARTS)
-    kd_from = Param("kd_from", "teacher", "the soft targets: the fp32 teacher, or the fp32 student it starts from",
-                    "choice", choices=("teacher", "start"))
+    kd_from = Param("kd_from", "start", "the soft targets: the fp32 student it starts from (its own fp32 self, "
+                    "what int8 should keep), or the experiment's fp32 teacher", "choice", choices=("start", "teacher"))
     epochs = Param("epochs", 5, "fine-tuning epochs (the experiment's epochs are the fp32 student's)", "int", 1, 1000)
     lr_factor = Param("lr_factor", 0.1, "the fine-tuning's learning rate, as a fraction of the experiment's",
                       "float", 1e-4, 1.0)
@@ -66,7 +67,9 @@ class QAD(Method):
 
     @classmethod
     def train_for(cls, knobs: dict, train: dict) -> dict:
-        return {**train, "epochs": knobs["epochs"], "lr": train["lr"] * knobs["lr_factor"]}
+        """A short fine-tuning at a fraction of the rate, keeping the epoch of best validation
+        accuracy (patience = epochs: it never stops early, it keeps the best)."""
+        return {**train, "epochs": knobs["epochs"], "lr": train["lr"] * knobs["lr_factor"], "patience": knobs["epochs"]}
 
     @property
     def distils_from_start(self) -> bool:
