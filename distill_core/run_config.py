@@ -16,8 +16,8 @@ from .errors import ConfigError
 from .files import content_hash
 from .train_params import ADDED_LATER, DEFAULTS, NON_SEMANTIC
 
-# Execution settings: they change where and how fast a run goes, not its numbers.
-_NOT_IDENTITY = ("measure",)
+# Execution settings: they change where and how fast a run goes (or when), not its numbers.
+_NOT_IDENTITY = ("measure", "after")
 
 
 @dataclass(frozen=True, eq=True)
@@ -34,8 +34,15 @@ class RunConfig:
     teacher: RunConfig | None = None  # whom a student (or an assistant) learns from
     start: RunConfig | None = None  # the run whose trained weights a student starts from (QAD's fp32 student)
     weights: dict | None = None  # {"path", "sha256"}: a teacher loaded from the user's file
+    # A teacher that is not a network of this lab, given as a file: {"kind": "onnx" or "outputs",
+    # "path", "sha256", **its options} (teachers.py); its `model` then only describes it.
+    source: dict | None = None
+    members: tuple[RunConfig, ...] = ()  # an ensemble's teachers, each a teacher config of its own
     transfer: dict | None = None  # students only: {"omit_class": k} (Hinton et al. 2015, sec. 3)
     measure: dict | None = None  # measurement settings (measure.settings); not part of the identity
+    # Scheduling only (not part of the identity): the hash of a run that must finish first when
+    # it is not this run's teacher. An ensemble makes its members, so their own runs wait for it.
+    after: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
@@ -44,18 +51,21 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"run config: unknown field(s) {', '.join(unknown)}")
         teacher, start = d.get("teacher"), d.get("start")
+        members = tuple(cls.from_dict(m) for m in d.get("members") or ())
         return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None,
-                      "start": cls.from_dict(start) if start else None})
+                      "start": cls.from_dict(start) if start else None, "members": members})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict; optional fields only when set (the stored shape, hashed)."""
         d = {"role": self.role, "dataset": self.dataset, "model": self.model, "method": self.method,
              "train": self.train, "seed": self.seed, "teacher": self.teacher.to_dict() if self.teacher else None}
-        for key in ("weights", "transfer", "measure"):
+        for key in ("weights", "source", "transfer", "measure", "after"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
         if self.start is not None:
             d["start"] = self.start.to_dict()
+        if self.members:
+            d["members"] = [m.to_dict() for m in self.members]
         return d
 
     @cached_property
@@ -70,6 +80,8 @@ class RunConfig:
         d["teacher"] = self.teacher._identity() if self.teacher else None
         if self.start is not None:
             d["start"] = self.start._identity()
+        if self.members:
+            d["members"] = [m._identity() for m in self.members]
         return d
 
     def __hash__(self) -> int:
@@ -83,8 +95,9 @@ class RunConfig:
     @property
     def depends_on(self) -> str | None:
         """The hash of the run that must be done before this one starts: the run it starts from,
-        else its teacher (which the start run itself depends on)."""
-        return self.start.hash if self.start is not None else self.teacher_hash
+        else its teacher (which the start run itself depends on), else the ensemble that makes
+        this member (`after`)."""
+        return self.start.hash if self.start is not None else self.teacher_hash or self.after
 
     @property
     def method_name(self) -> str:
@@ -106,4 +119,5 @@ class RunConfig:
         train = self.train if self.train.get("threads") else {**self.train, "threads": threads}
         teacher = self.teacher.with_threads(threads) if self.teacher else None
         start = self.start.with_threads(threads) if self.start else None
-        return dataclasses.replace(self, train=train, teacher=teacher, start=start)
+        members = tuple(m.with_threads(threads) for m in self.members)
+        return dataclasses.replace(self, train=train, teacher=teacher, start=start, members=members)

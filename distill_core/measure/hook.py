@@ -36,7 +36,9 @@ class RunMeasurement:
         return prepare(model, data, self.folder, self.settings, seed, learn_ranges)
 
     def attach(self, result: dict, model, data, teacher_logits_test=None, teacher_meta: dict | None = None,
-               home: str | Path | None = None, int8_student: Int8Student | None = None) -> dict:
-        """Fill result["measure"], ["energy"] and ["phases"]; never raises."""
+               home: str | Path | None = None, onnx: dict | None = None,
+               int8_student: Int8Student | None = None) -> dict:
+        """Fill result["measure"], ["energy"] and ["phases"]; never raises. `model` None: a
+        teacher measured through its ONNX file, onnx={"path", "made_by"}, or not (onnx={"reason"})."""
         return attach_measurements(result, model, data, self.folder, self.settings, self.recorder,
-                                   teacher_logits_test, teacher_meta, home, int8_student)
+                                   teacher_logits_test, teacher_meta, home, onnx, int8_student)
