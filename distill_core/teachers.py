@@ -37,7 +37,7 @@ from .data.cache import load_data, name_and_knobs
 from .engine.train import TrainResult, train_model
 from .errors import ModelError
 from .evaluate import evaluate_logits, predict_logits
-from .files import file_sha256, write_json
+from .files import file_sha256, locate, read_tree, write_json, write_tree
 from .labels import model_label
 from .methods import make_method
 from .models import DistillNet, build_model, count_params, load_weights, save_weights
@@ -144,9 +144,10 @@ class Weights(Teacher):
 
     def make(self, data, recorder, parent, on_progress, should_stop):
         w = self.config.weights
-        if Path(w["path"]).is_file() and file_sha256(w["path"]) != w["sha256"]:
+        path = locate(w["path"], w["sha256"])
+        if path.is_file() and file_sha256(path) != w["sha256"]:
             raise ModelError(f"{w['path']}: the weight file changed after the experiment was submitted; submit it again")
-        return load_weights(build(self.config, data), w["path"]), None
+        return load_weights(build(self.config, data), path), None
 
 
 KINDS: tuple[type[Teacher], ...] = (Weights, Distilled, Trained)  # the first that serves a config wins
@@ -204,6 +205,24 @@ class TeacherCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 os.replace(tmp, final)
+
+    def files(self, key: str) -> dict[str, bytes] | None:
+        """A cached teacher's files, to copy it into another home (a Ray node's), or None."""
+        return read_tree(self.folder(key)) if self.has(key) else None
+
+    def add_files(self, key: str, files: dict[str, bytes]) -> None:
+        """Put a teacher that `files` gave (from another home's cache) into this cache, atomically;
+        kept as it is when this cache has it already."""
+        if self.has(key):
+            return
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+        try:
+            write_tree(tmp, files)
+            with _lock:
+                if not self.folder(key).exists():
+                    os.replace(tmp, self.folder(key))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def drop(self, key: str) -> None:
         """Remove a cache entry (moved aside first, so a reader never sees half of one)."""

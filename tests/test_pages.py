@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -382,6 +383,25 @@ def test_settings_validate_and_persist(empty):
     button(at, "set_save").click().run()
     saved = json.loads((empty / "settings.json").read_text())
     assert saved["country"] == "FRA" and saved["workers"] == 1 and saved["autostart"] is False
+
+
+def test_settings_choose_the_ray_executor_and_say_when_ray_is_missing(empty, monkeypatch):
+    at = open_page("pages/settings.py")
+    at.selectbox(key="set__executor").set_value("ray").run()
+    at.text_input(key="set__ray_address").set_value("http://my-cluster").run()
+    assert any("ray://host:port" in e for e in errors(at)) and button(at, "set_save").disabled
+    at.text_input(key="set__ray_address").set_value("ray://10.0.0.5:10001").run()
+    assert button(at, "set_ray_check") is not None and not errors(at)
+    button(at, "set_save").click().run()
+    saved = json.loads((empty / "settings.json").read_text())
+    assert saved["executor"] == "ray" and saved["ray_address"] == "ray://10.0.0.5:10001" and saved["ray_retries"] == 1
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # where Ray is not installed
+    at = open_page("pages/settings.py")
+    assert any("requirements-ray.txt" in str(w.value) for w in at.warning)  # the saved choice is refused, saying why
+    at.selectbox(key="set__executor").set_value("ray").run()
+    assert any("not installed here: pip install -r requirements-ray.txt" in e for e in errors(at))
+    assert button(at, "set_save").disabled and button(at, "set_ray_check") is None
 
 
 def test_switching_the_home_folder(empty, tmp_path):
