@@ -76,6 +76,22 @@ def test_addresses_and_what_travels():
     assert moved == {"a": ["/home/runs/h/w", "/tmp/xy"], "b": "/home/runs/h"}
 
 
+def test_no_cluster_at_the_address_is_said_in_seconds(monkeypatch):
+    import socket
+
+    ray = pytest.importorskip("ray")
+    from distill_core.jobs.ray_executor import connect
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a process not yet connected
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ExecutorError, match=f"nothing answers at 127.0.0.1:{port}"):
+        connect(f"127.0.0.1:{port}")
+    assert time.monotonic() - started < 10
+
+
 def test_folders_sent_between_machines_never_land_outside(tmp_path):
     (tmp_path / "src" / "sub").mkdir(parents=True)
     (tmp_path / "src" / "a.json").write_text("{}")
@@ -241,6 +257,9 @@ def test_a_teacher_that_fails_on_its_node_fails_its_students(executor, tmp_path)
     for rid in ids[1:]:
         run = store.get_run(rid)
         assert run["status"] == "failed" and f"teacher run #{ids[0]} failed" in run["error"]
+    _, ids = queue.submit(store, {**SWEEP, "temperatures": [4], "train": {"epochs": 1, "device": "cuda"}})
+    assert executor.wait_until_empty(timeout=30)  # a run asks for a GPU no node has: it fails, saying so
+    assert "no node of the Ray cluster offers 1 CPU(s) and 1 GPU(s)" in store.get_run(ids[1])["error"]
 
 
 def test_a_users_table_need_not_exist_on_the_nodes(executor, tmp_path):
@@ -315,26 +334,55 @@ def test_local_pool_and_ray_give_the_same_runs_and_files(cluster, tmp_path, monk
 
 
 def test_the_drivers_death_leaves_runs_a_restart_marks_interrupted(cluster, tmp_path):
+    """The driver as the dashboard starts it (a detached `worker --executor ray` process), killed."""
     import ray
+
+    from distill_core.jobs import ensure_workers
+    from distill_core.jobs.workers import live_pools
 
     home = tmp_path / "home"
     store = Store(home)
     _, ids = queue.submit(store, long_teacher(1))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISTILL_MEASURE": MEASURE_OFF}
-    driver = subprocess.Popen([sys.executable, "-m", "distill_core", "worker", "--home", str(home), "--executor", "ray",
-                               "--address", cluster[0].address, "--quiet"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    driver = ensure_workers(home, executor="ray", address=cluster[0].address)
+    assert driver["started"]
     try:
         wait_for(lambda: store.get_run(ids[0])["node"], 60, "the run to start on a node")
+        pool = live_pools(store)[0]
+        assert pool["pid"] == driver["pid"] and pool["info"]["executor"] == "ray" and pool["info"]["nodes"] == 2
     finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(10)
+        os.kill(driver["pid"], signal.SIGKILL)
+        os.waitpid(driver["pid"], 0)
     run = store.get_run(ids[0])
-    assert run["status"] == "running" and run["worker_pid"] == driver.pid
+    assert run["status"] == "running" and run["worker_pid"] == driver["pid"]
     assert recover_orphans(store) == [ids[0]]  # what the next pool or Ray driver does when it starts
     assert "interrupted" == store.get_run(ids[0])["status"]
     # Ray stops the tasks of a driver that died: the cluster's CPUs come free
     wait_for(lambda: ray.available_resources().get("CPU", 0) >= 2, 30, "the dead driver's task to stop")
+
+
+def test_a_run_that_ignores_its_cancel_has_its_task_stopped(executor, monkeypatch):
+    import types
+
+    from distill_core.jobs import ray_executor
+
+    store = executor.store
+    _, ids = queue.submit(store, long_teacher(4))
+    wait_for(lambda: any(e.get("phase") == TEACHER for e in store.progress(ids[0])), 60, "the teacher to train")
+
+    class Deaf:  # a hub that never passes a stop request on: the run goes on as if stuck
+        def __init__(self, hub):
+            self.hub = hub
+            self.stop = types.SimpleNamespace(remote=lambda *args: None)
+
+        def __getattr__(self, name):
+            return getattr(self.hub, name)
+
+    monkeypatch.setattr(ray_executor, "CANCEL_GRACE", 0.5)
+    executor.hub = Deaf(executor.hub)
+    queue.cancel(store, ids[0])
+    wait_for(lambda: store.get_run(ids[0])["status"] == "cancelled", 10, "the task to be stopped")
+    assert store.get_run(ids[0])["error"] == "cancelled by request (its task was stopped)"
+    executor.hub = executor.hub.hub
 
 
 def test_the_connection_check_shows_the_nodes_cpus_and_gpus(cluster):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -98,6 +99,13 @@ def connect(address: str = "", num_cpus: int | None = None, ship_code: bool = Tr
     if ray.is_initialized():
         return False
     address = check_address(address)
+    if address not in ("", "auto"):  # fail in seconds, not after Ray's own minute of retries
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as exc:
+            raise ExecutorError(f"cannot connect to the Ray cluster at {address}: nothing answers at {host}:{port} "
+                                f"({exc.strerror or exc}); is its head node started (ray start --head)?") from None
     kwargs: dict = {"log_to_driver": False, "logging_level": "warning"}
     if ship_code:
         kwargs["runtime_env"] = code_env()
