@@ -69,6 +69,8 @@ bits = [status_label(run["status"]), run["role"], f"model **{model_label(cfg.get
         f"method **{method.get('name')}**", f"seed {cfg.get('seed')}"]
 if cfg.get("teacher"):
     bits.append(f"teacher **{model_label(cfg['teacher'].get('model'))}**")
+if run.get("node"):
+    bits.append(f"node {run['node']}")
 st.markdown(" · ".join(bits))
 if st.button("Choose another run", key="other_run", type="tertiary"):
     del st.query_params["run"]

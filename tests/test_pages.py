@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -156,6 +157,7 @@ def test_runs_page_shows_status_progress_live_curves_and_errors(lab_home):
     running = table[table["id"] == lab_home["running"]].iloc[0]
     assert running["progress"] == pytest.approx(15 / 20)
     assert table[table["id"] == lab_home["kd"]].iloc[0]["progress"] == 1.0
+    assert table[table["id"] == lab_home["kd"]].iloc[0]["node"] == socket.gethostname()  # where it trained
     page = texts(at)
     assert "Training now (1)" in page  # the live section, with its curves
     assert len(at.get("plotly_chart")) >= 1
@@ -176,6 +178,7 @@ def test_run_detail_of_a_finished_student_shows_figures_measurements_and_downloa
                  "model card (JSON)", "run config (JSON)"):
         assert f"Download {what}" in labels
     page = texts(at)
+    assert f"node {socket.gethostname()}" in page
     assert "estimated" in page or "measured" in page or "Energy** unavailable" in page
     assert "unavailable: 0" not in page
 

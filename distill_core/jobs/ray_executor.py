@@ -306,7 +306,10 @@ class RayExecutor(Executor):
                 self.inflight.pop(ref)
                 queue.end(self.store, flight.run["id"], INTERRUPTED, "interrupted: the Ray executor shut down during "
                           "the run; retry to run it again", only_if_running=True)
-            self.ray.kill(self.hub)
+            try:
+                self.ray.kill(self.hub)
+            except Exception:  # a hub already gone with its node
+                pass
             self.hub = None
         unregister(self.store, self.pid)
         self._refs.clear()
