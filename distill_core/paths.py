@@ -11,6 +11,7 @@
       uploads/                  files given on the New experiment page (uploads.py)
       measure/<name>/           what `python -m distill_core measure` writes
       logs/pool.log, pool.lock  the background worker pool (jobs/executor.py)
+      cache/archives/<sha256>/  a user's archive unpacked once (data/cifar.py); safe to delete
 
 Nothing else spells these names out: ask this module.
 """
@@ -24,7 +25,7 @@ from .errors import ConfigError
 DB = "lab.sqlite"
 SETTINGS = "settings.json"
 BUDGETS = "budgets.json"
-RUNS, TEACHERS, UPLOADS, MEASURE, LOGS = "runs", "teachers", "uploads", "measure", "logs"
+RUNS, TEACHERS, UPLOADS, MEASURE, LOGS, CACHE = "runs", "teachers", "uploads", "measure", "logs", "cache"
 POOL_LOG, POOL_LOCK = "pool.log", "pool.lock"
 
 # Files inside a run folder (and, for the first four, a teacher's cache folder).
@@ -71,3 +72,11 @@ def teachers_root(home: str | Path) -> Path:
 def teacher_folder(home: str | Path, key: str) -> Path:
     """Where a cached teacher is: <home>/teachers/<its hash>/ (not created)."""
     return teachers_root(home) / key
+
+
+def cache_dir(*parts: str, home: str | Path | None = None) -> Path:
+    """A folder under <home>/cache/ for things derived from the user's files (unpacked archives),
+    created if needed; deleting it only costs the time to rebuild it."""
+    path = home_dir(home).joinpath(CACHE, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
