@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +29,6 @@ from distill_core.jobs.ray_executor import ExecutorError, check_address, named_f
 from distill_core.jobs.workers import recover_orphans
 from test_jobs import MEASURE_OFF, wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
 SWEEP = {"dataset": "digits", "teacher": "mlp-small", "students": ["hinton-tiny"], "methods": ["kd"],
          "temperatures": [2, 4, 8, 16], "teacher_train": {"epochs": 15}, "train": {"epochs": 2}}
 

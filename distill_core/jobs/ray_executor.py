@@ -22,6 +22,7 @@ to install it.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -38,7 +39,7 @@ from .. import paths
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..data.cache import load_data
 from ..errors import DistillError
-from ..files import file_sha256, write_json, write_tree
+from ..files import write_json, write_tree
 from ..measure.settings import measure_settings
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
@@ -412,7 +413,7 @@ class RayExecutor(Executor):
         for path, sha in named_files(config.to_dict()):
             def read(path=path, sha=sha):
                 blob = Path(path).read_bytes()
-                if file_sha256(path) != sha:
+                if hashlib.sha256(blob).hexdigest() != sha:
                     raise ExecutorError(f"{path}: the file changed after the experiment was submitted; submit it again")
                 return blob
             try:
