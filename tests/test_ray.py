@@ -124,7 +124,7 @@ def test_a_weight_file_is_read_from_its_copy_when_the_original_is_gone(tmp_path)
     assert files.locate(original, sha) == original
     with files.local_copies({sha: copy}):
         assert files.locate(original, sha) == copy
-        model, _ = teacher_of(config).make(load_data(config.dataset), None, None, None, None)
+        model = teacher_of(config).make(load_data(config.dataset), None, None, None, None).model
         assert sum(p.numel() for p in model.parameters()) > 0
     assert files.locate(original, sha) == original  # outside the block, the path is the path again
 
@@ -282,6 +282,56 @@ def test_a_users_table_need_not_exist_on_the_nodes(executor, tmp_path):
     assert [executor.store.get_run(i)["status"] for i in ids] == [DONE, DONE]
 
 
+def test_onnx_and_outputs_teachers_travel_with_their_files(executor, tmp_path):
+    """An ONNX teacher whose weights are external data beside it, and a file of outputs: each
+    travels with its sha256 (the ONNX file with its data), and the run's result names the
+    user's file, not the node's copy. Then the same inputs arrive where the originals are gone."""
+    import numpy as np
+    import onnx
+
+    from distill_core.data.cache import load_data
+    from distill_core.jobs import remote
+    from distill_core.jobs.ray_executor import Flight
+    from distill_core.measure.phases import PhaseRecorder
+    from distill_core.run_config import RunConfig
+    from distill_core.teachers import teacher_of
+    from onnx_models import linear_onnx
+
+    user = tmp_path / "user"
+    user.mkdir()
+    model = onnx.load(str(linear_onnx(user / "inline.onnx")))
+    onnx.save(model, str(user / "teacher.onnx"), save_as_external_data=True, location="teacher.data", size_threshold=0)
+    (user / "inline.onnx").unlink()
+    n = load_data({"name": "digits"}).n_rows
+    np.savez(user / "outputs.npz", logits=np.random.default_rng(0).normal(size=(n, 10)).astype(np.float32))
+    store = executor.store
+    small = {**SWEEP, "temperatures": [4], "baseline": False}
+    _, onnx_ids = queue.submit(store, {**small, "teacher": {"onnx": str(user / "teacher.onnx")}})
+    _, out_ids = queue.submit(store, {**small, "teacher": {"outputs": str(user / "outputs.npz")}})
+    assert executor.wait_until_empty(timeout=60)
+    runs = [store.get_run(i) for i in onnx_ids + out_ids]
+    assert [r["status"] for r in runs] == [DONE] * 4, [r["error"] for r in runs]
+    assert runs[0]["result"]["measure"]["onnx"]["path"] == str(user / "teacher.onnx")  # not the node's scratch copy
+    assert [runs[0]["result"]["teacher"]["kind"], runs[2]["result"]["teacher"]["kind"]] == ["onnx", "outputs"]
+
+    for rid in (onnx_ids[0], out_ids[0]):  # what a node gets, with the user's folder gone from it
+        run = store.get_run(rid)
+        config = RunConfig.from_dict(run["config"])
+        inputs = executor._inputs(Flight(run, config, 1, 0.0))
+        hidden = tmp_path / "hidden"
+        user.rename(hidden)
+        try:
+            node = tmp_path / f"node{rid}"
+            copies = remote.arrive(inputs, node)
+            with files.local_copies(copies):
+                made = teacher_of(config).make(load_data(config.dataset), PhaseRecorder(), [], None, None)
+            assert made.logits["test"].shape[1] == 10
+            if config.source["kind"] == "onnx":
+                assert {p.name for p in next(iter(copies.values())).parent.iterdir()} == {"teacher.onnx", "teacher.data"}
+        finally:
+            hidden.rename(user)
+
+
 def test_progress_arrives_while_a_run_trains_and_cancel_stops_it_within_two_seconds(executor):
     store = executor.store
     _, ids = queue.submit(store, long_teacher(0))
@@ -381,6 +431,24 @@ def test_a_run_that_ignores_its_cancel_has_its_task_stopped(executor, monkeypatc
     wait_for(lambda: store.get_run(ids[0])["status"] == "cancelled", 10, "the task to be stopped")
     assert store.get_run(ids[0])["error"] == "cancelled by request (its task was stopped)"
     executor.hub = executor.hub.hub
+
+
+def test_without_retries_a_run_whose_node_died_fails_naming_it(cluster, tmp_path):
+    import types
+
+    import ray
+
+    from distill_core.jobs.ray_executor import Flight, RayExecutor
+    from distill_core.run_config import RunConfig
+
+    ex = RayExecutor(tmp_path / "home", address=cluster[0].address, retries=0, log=None)  # not started
+    ex.hub = types.SimpleNamespace(forget=types.SimpleNamespace(remote=lambda run_id: None))
+    queue.submit(ex.store, long_teacher(5))
+    run = queue.claim(ex.store, os.getpid())
+    flight = Flight(run, RunConfig.from_dict(json.loads(run["config"])), 1, 0.0, node_id="f" * 56, node="10.0.0.9 (ffffffff)")
+    ex._lost(flight, ray.exceptions.WorkerCrashedError())  # its node is not among the live ones
+    got = ex.store.get_run(run["id"])
+    assert got["status"] == "failed" and got["error"] == "node 10.0.0.9 (ffffffff) died"
 
 
 def test_the_connection_check_shows_the_nodes_cpus_and_gpus(cluster):

@@ -35,7 +35,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import paths
+from .. import onnx_files, paths
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..data.cache import load_data
 from ..errors import DistillError
@@ -204,6 +204,16 @@ def named_files(config: dict) -> list[tuple[str, str]]:
 
     walk(config)
     return list(dict.fromkeys(out))
+
+
+def _onnx_sources(obj) -> set[str]:
+    """The paths of the ONNX files a run config's teachers come from ({"kind": "onnx", "path"})."""
+    if isinstance(obj, dict):
+        own = {obj["path"]} if obj.get("kind") == "onnx" and isinstance(obj.get("path"), str) else set()
+        return own.union(*(_onnx_sources(v) for v in obj.values()))
+    if isinstance(obj, list):
+        return set().union(*(_onnx_sources(v) for v in obj))
+    return set()
 
 
 def relocate(obj, old: str, new: str):
@@ -410,12 +420,19 @@ class RayExecutor(Executor):
         dataset = config.dataset
         out: dict = {"data": (dataset, [self._put("data:" + json.dumps(dataset, sort_keys=True), lambda: load_data(dataset))])}
         files = {}
+        onnx_sources = _onnx_sources(config.to_dict())
         for path, sha in named_files(config.to_dict()):
             def read(path=path, sha=sha):
                 blob = Path(path).read_bytes()
                 if hashlib.sha256(blob).hexdigest() != sha:
                     raise ExecutorError(f"{path}: the file changed after the experiment was submitted; submit it again")
-                return blob
+                tree = {Path(path).name: blob}
+                if path in onnx_sources:  # an ONNX teacher's external data travels beside it
+                    try:
+                        tree.update({loc: p.read_bytes() for loc, p in onnx_files.external_data(path).items()})
+                    except DistillError as exc:
+                        raise ExecutorError(str(exc)) from None
+                return tree
             try:
                 files[sha] = (Path(path).name, [self._put("file:" + sha, read)])
             except OSError as exc:
@@ -550,6 +567,9 @@ class RayExecutor(Executor):
         if status == DONE:
             folder = paths.run_folder(home, flight.config.hash)
             result = relocate(out["result"], out["folder"], str(folder))
+            named = {sha: path for path, sha in named_files(flight.config.to_dict())}
+            for sha, copy in out.get("copies", {}).items():  # the node's copy of a named file: the file here
+                result = relocate(result, copy, named.get(sha, copy))
             cache = TeacherCache(home)
             for key, files in out.get("teachers", {}).items():  # before the run is done: its students need it
                 cache.add_files(key, files)

@@ -138,12 +138,12 @@ def arrive(inputs: dict, home: Path) -> dict[str, Path]:
         provide(dataset, _data_seen[key])
     copies = {}
     for sha, (name, (ref,)) in inputs.get("files", {}).items():
-        blob = ray.get(ref)
-        got = hashlib.sha256(blob).hexdigest()
+        tree = ray.get(ref)  # the file by its name, and what must sit beside it (an ONNX file's external data)
+        got = hashlib.sha256(tree[name]).hexdigest()
         if got != sha:
             raise DataError(f"{name}: arrived on this node with sha256 {got[:12]}..., the run names {sha[:12]}...; "
                             "submit it again")
-        copies[sha] = write_tree(home / "files" / sha, {name: blob}) / name
+        copies[sha] = write_tree(home / "files" / sha, tree) / name
     cache = TeacherCache(home)
     for key, (ref,) in inputs.get("teachers", {}).items():
         cache.add_files(key, ray.get(ref))
@@ -181,6 +181,6 @@ def run_task(run: dict, inputs: dict, hub, threads: int, measure: dict | None) -
         if outcome.status == DONE:
             cache = TeacherCache(home)
             made = {p.name for p in paths.teachers_root(home).iterdir() if not p.name.startswith(".")} - brought
-            out.update(result=outcome.result, files=read_tree(folder),
+            out.update(result=outcome.result, files=read_tree(folder), copies={sha: str(p) for sha, p in copies.items()},
                        teachers={key: cache.files(key) for key in made if cache.has(key)})
         return out
