@@ -399,6 +399,26 @@ def test_settings_choose_the_ray_executor_and_say_when_ray_is_missing(empty, mon
     saved = json.loads((empty / "settings.json").read_text())
     assert saved["executor"] == "ray" and saved["ray_address"] == "ray://10.0.0.5:10001" and saved["ray_retries"] == 1
 
+    # The connection check (run for real on a cluster in test_ray.py) as the page shows it.
+    from distill_core.jobs import ray_executor
+
+    asked = []
+    nodes = [{"node": "10.0.0.5 (1a2b3c4d)", "alive": True, "cpus": 8.0, "gpus": 1.0}]
+
+    def check(address, num_cpus=None):
+        asked.append(address)
+        if address.endswith(":10002"):
+            raise ray_executor.ExecutorError("no Ray cluster answers at ray://10.0.0.5:10002")
+        return {"ray": "2.x", "alive": 1, "cpus": 8.0, "gpus": 1.0, "nodes": nodes}
+
+    monkeypatch.setattr(ray_executor, "check_connection", check)
+    button(at, "set_ray_check").click().run()
+    assert asked == ["ray://10.0.0.5:10001"] and any("1 live node(s), 8 CPU(s), 1 GPU(s)" in str(x.value) for x in at.success)
+    assert list(at.dataframe[0].value["node"]) == ["10.0.0.5 (1a2b3c4d)"]
+    at.text_input(key="set__ray_address").set_value("ray://10.0.0.5:10002").run()
+    button(at, "set_ray_check").click().run()
+    assert any("no Ray cluster answers" in e for e in errors(at))
+
     monkeypatch.setitem(sys.modules, "ray", None)  # where Ray is not installed
     at = open_page("pages/settings.py")
     assert any("requirements-ray.txt" in str(w.value) for w in at.warning)  # the saved choice is refused, saying why
