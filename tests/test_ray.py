@@ -234,6 +234,7 @@ def test_a_sweep_runs_on_both_nodes_with_the_teacher_trained_once(executor):
         assert {paths.WEIGHTS, paths.RESULT, paths.CONFIG} <= {p.name for p in folder.iterdir()}
         assert r["result"]["artifacts"]["weights"] == str(folder / paths.WEIGHTS)
         assert json.loads((folder / paths.RESULT).read_text())["artifacts"]["folder"] == str(folder)
+        assert "distill-node-" not in json.dumps(r["result"])  # nothing names the node's scratch home
         starts = [e for e in store.progress(r["id"]) if e["phase"] == "start"]
         assert len(starts) == 1 and starts[0]["node"] == r["node"]
     assert (paths.teacher_folder(store.home, runs[0]["hash"]) / paths.LOGITS).is_file()  # the teacher is cached here too
@@ -312,6 +313,7 @@ def test_onnx_and_outputs_teachers_travel_with_their_files(executor, tmp_path):
     runs = [store.get_run(i) for i in onnx_ids + out_ids]
     assert [r["status"] for r in runs] == [DONE] * 4, [r["error"] for r in runs]
     assert runs[0]["result"]["measure"]["onnx"]["path"] == str(user / "teacher.onnx")  # not the node's scratch copy
+    assert not any("distill-node-" in json.dumps(r["result"]) for r in runs)  # nothing names the node's scratch home
     assert [runs[0]["result"]["teacher"]["kind"], runs[2]["result"]["teacher"]["kind"]] == ["onnx", "outputs"]
 
     for rid in (onnx_ids[0], out_ids[0]):  # what a node gets, with the user's folder gone from it

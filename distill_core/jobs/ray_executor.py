@@ -570,6 +570,8 @@ class RayExecutor(Executor):
             named = {sha: path for path, sha in named_files(flight.config.to_dict())}
             for sha, copy in out.get("copies", {}).items():  # the node's copy of a named file: the file here
                 result = relocate(result, copy, named.get(sha, copy))
+            if out.get("home"):  # anything else of the node's scratch home (a teacher's cache entry) is here too
+                result = relocate(result, out["home"], str(home))
             cache = TeacherCache(home)
             for key, files in out.get("teachers", {}).items():  # before the run is done: its students need it
                 cache.add_files(key, files)

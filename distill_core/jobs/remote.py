@@ -166,7 +166,7 @@ def run_task(run: dict, inputs: dict, hub, threads: int, measure: dict | None) -
     with tempfile.TemporaryDirectory(prefix="distill-node-") as scratch:
         home = Path(scratch)
         folder = paths.run_folder(home, config.hash)
-        out = {"node": node, "folder": str(folder)}
+        out = {"node": node, "folder": str(folder), "home": str(home)}
         try:
             copies = arrive(inputs, home)
         except DistillError as exc:
