@@ -45,6 +45,7 @@ COSTS: tuple[Cost, ...] = (
     Cost("flops", "FLOPs per sample", ("measure.compute.flops", "measure.flops.flops", "measure.flops")),
     Cost("torch_ms", "PyTorch latency, batch 1 median (ms)", ("measure.latency.torch.median_ms",)),
     Cost("onnx_ms", "ONNX Runtime latency, batch 1 median (ms)", ("measure.latency.onnx.median_ms",)),
+    Cost("onnx_int8_ms", "ONNX Runtime int8 latency, batch 1 median (ms)", ("measure.latency.onnx_int8.median_ms",)),
     Cost("train_kwh", "training energy (kWh)", ("training_kwh",)),
     Cost("infer_kwh", "inference energy per 1,000 predictions (kWh)", ("energy.inference_kwh_per_1000",)),
 )

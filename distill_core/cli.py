@@ -20,6 +20,7 @@ from .measure import format_measurements
 from .methods import METHODS
 from .models import ARCHITECTURES, NAMED_SIZES, describe_spec
 from .presets import PRESETS, get_preset, preset_spec
+from .search import cli as search_cli
 
 
 # ---------------------------------------------------------------- listing
@@ -216,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     jobs_cli.add_commands(sub)
     measure_cli.add_commands(sub)
+    search_cli.add_commands(sub)
     return ap
 
 

@@ -1,4 +1,5 @@
-"""Files: content hashes (of a user's data, uploaded weights, JSON-able configs) and atomic writes."""
+"""Files: content hashes (of a user's data, uploaded weights, JSON-able configs), atomic writes and
+lock files."""
 from __future__ import annotations
 
 import hashlib
@@ -33,3 +34,19 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
 def write_json(path: str | Path, obj) -> Path:
     """Atomic JSON write: a half-written file is never taken for a result."""
     return write_atomic(path, json.dumps(obj, indent=1, default=float).encode())
+
+
+def try_lock(path: str | Path):
+    """Take an exclusive lock on a file without waiting: the open file (keep it open to hold
+    the lock), or None when another process holds it. Where file locks are missing, always the file."""
+    f = open(path, "a+")
+    try:
+        import fcntl  # POSIX only: imported here so that the rest of the module works elsewhere
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        return f
+    except OSError:
+        f.close()
+        return None
+    return f

@@ -1,0 +1,254 @@
+"""Budget-driven search (distill_core/search): the space and its bad inputs, the pruning rule on
+synthetic curves, and one real search on the moons toy set (8 trials, 2 workers) that is
+stopped after a few trials and resumed. On it: a non-empty front whose members fit the budget
+by their own measurement, a candidate over the budget that never trained, no finished trial
+repeated, scratch twins, the CLI's report and the Search page (AppTest).
+
+Budget: about 45 s on two shared cores, most of it the real search (pool start included).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from distill_core.constants import DONE, SCRATCH, STUDENT
+from distill_core.errors import ConfigError
+from distill_core.jobs import LocalExecutor, Store, queue
+from distill_core.measure import check_budgets
+from distill_core.search import study as studies
+from distill_core.search.driver import Driver
+from distill_core.search.pruning import PruningRule, hopeless
+from distill_core.search.report import report, seed_delta
+from distill_core.search.spec import SearchSpec, make_plan
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+BUDGET = {"name": "tiny", "size_of": "fp32", "max_bytes": 4096}  # fp32 weights in 4 KB: mlp 64-64 does not fit
+MOONS = {"dataset": "moons", "teacher": {"arch": "mlp", "hidden": [32]}, "teacher_train": {"epochs": 40},
+         "train": {"epochs": 5, "batch_size": 64},
+         "space": {"students": {"mlp": {"hidden": {"depth": [1, 2], "width": [2, 64]}}}, "methods": ["kd"]},
+         "budget": BUDGET, "objectives": ["params"], "trials": 8, "confirm_seeds": 2}
+OVER = {"mlp.hidden.depth": 2, "mlp.hidden.0": 64, "mlp.hidden.1": 64, "temperature": 4.0, "alpha": 0.9, "lr": 0.003}
+TrialState = optuna.trial.TrialState
+
+
+def spec(**changes) -> SearchSpec:
+    return SearchSpec.from_dict({**json.loads(json.dumps(MOONS)), **changes})
+
+
+# -- the space, and what a search refuses -----------------------------------------------------------
+
+
+def test_space_comes_from_the_registries_and_the_users_narrowing():
+    plan = make_plan(spec(space={}))
+    archs = [f.arch for f in plan.space.families]
+    assert archs == ["linear", "mlp"]  # the convolutional families take no 2-D points
+    assert any("cnn takes signal and image inputs" in n for n in plan.space.notes)
+    given = plan.space.as_given()
+    assert given["students"]["mlp"]["hidden"] == {"depth": [1, 3], "width": [64, 1024]}  # from hidden=[256, 256]
+    assert "at" not in given["methods"] and "takd" not in given["methods"]  # no feature maps; an assistant per run
+    narrow = make_plan(spec()).space
+    assert narrow.as_given()["students"] == {"mlp": {"hidden": {"depth": [1, 2], "width": [2, 64]}, "dropout": 0.0}}
+    assert [c.model["hidden"] for c in narrow.smallest()] == [[2]]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"space": {"students": {}}}, "students is empty"),
+    ({"space": {"students": {"mlp": {"hidden": {"width": [64, 8]}}}}}, "the range [64, 8] is empty"),
+    ({"space": {"students": {"cnn": {}}}}, "cnn takes signal and image inputs"),
+    ({"space": {"methods": []}}, "methods is empty"),
+    ({"space": {"methods": ["scratch"]}}, "does not learn from the teacher"),
+    ({"space": {"temperature": [0, 4]}}, "temperature must be >= 0.1"),
+    ({"space": {"students": {"mlp": {"depth": 3}}}}, "mlp has no knob depth"),
+    ({"objectives": []}, "choose one or two costs"),
+    ({"objectives": ["params", "flops", "int8_bytes"]}, "at most two costs"),
+    ({"objectives": ["train_kwh"]}, "depends on training"),
+    ({"time_limit": 0}, "0 minutes leaves no time"),
+    ({"budget": "watch"}, "no profile 'watch'"),
+    ({"name": "no spaces"}, "not a usable search name"),
+])
+def test_bad_searches_say_what_to_change(changes, message):
+    with pytest.raises(ConfigError) as exc:
+        make_plan(spec(**changes))
+    assert message in str(exc.value)
+
+
+def test_a_budget_nothing_meets_is_refused_before_anything_trains(home):
+    name = studies.create(home, spec(budget={"size_of": "fp32", "max_bytes": 16}, name="impossible"))
+    with pytest.raises(ConfigError) as exc:
+        Driver(home, name, log=lambda line: None).run()
+    assert "Nothing in this space fits" in str(exc.value) and "the smallest mlp" in str(exc.value)
+    assert Store(home).list_runs() == []  # not even the teacher was queued
+    assert studies.load(home, name).user_attrs["state"] == studies.FAILED
+
+
+# -- pruning --------------------------------------------------------------------------------------------
+
+
+def test_pruning_stops_a_clearly_worse_trial_and_spares_a_cheap_one():
+    good = [0.60, 0.80, 0.90, 0.93, 0.95]
+    finished = [([100.0], good), ([120.0], [0.62, 0.78, 0.91, 0.94, 0.96])]
+    rule = PruningRule.for_epochs(5)
+    assert rule.warmup == 2
+    assert hopeless([0.30], [150.0], finished, rule) is None  # before the warm-up
+    why = hopeless([0.30, 0.35], [150.0], finished, rule)  # costlier and far behind at epoch 2
+    assert why and "trails 0.790" in why
+    assert hopeless([0.30, 0.35], [50.0], finished, rule) is None  # cheaper than both: it may be a front member
+    assert hopeless([0.58, 0.77], [150.0], finished, rule) is None  # within the margin
+    assert hopeless([0.30, 0.35], [110.0], finished, rule) is None  # only one peer costs no more
+    assert hopeless([0.3] * 5, [150.0], finished, rule) is None  # at its last epoch stopping saves nothing
+
+
+def test_the_driver_prunes_from_the_runs_progress_events(home):
+    """Two finished trials (added to the study) and one running trial whose epochs report a
+    validation accuracy far below theirs: the driver cancels its run and tells Optuna it was pruned."""
+    name = studies.create(home, spec(name="prune", sampler="random"))
+    study = studies.load(home, name)
+    for curve in ([0.8, 0.9, 0.95, 0.96, 0.97], [0.82, 0.91, 0.94, 0.96, 0.97]):
+        study.add_trial(optuna.trial.create_trial(values=[curve[-1], 0.0], user_attrs={"curve": curve}))
+    study.enqueue_trial({**OVER, "mlp.hidden.depth": 1, "mlp.hidden.0": 8})  # within the budget
+    driver = Driver(home, name, log=lambda line: None)
+    driver.prepare()
+    driver.ask()
+    (number, flight), = driver.flights.items()
+    store = Store(home)
+    teacher = store.get_run(flight.run_id)["depends_on"]
+    store.finish(teacher, {"note": "stands in for a trained teacher"})
+    assert queue.claim(store, 1)["id"] == flight.run_id
+    store.add_events(flight.run_id, [{"phase": "start"}] + [
+        {"phase": STUDENT, "epoch": e, "epochs": 5, "val_accuracy": 0.3, "epoch_end": True} for e in (1, 2)])
+    driver.poll()
+    assert not driver.flights
+    trial = studies.load(home, name).trials[number]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["outcome"] == "pruned"
+    assert "trails" in trial.user_attrs["reason"] and trial.user_attrs["curve"] == [0.3, 0.3]
+    assert store.run_status(flight.run_id) == ("running", True)  # its worker is asked to stop
+
+
+def test_seed_delta():
+    assert seed_delta({0: 0.9, 1: 0.8}, {0: 0.85, 1: 0.8, 2: 0.7}) == pytest.approx((0.025, 0.0354, 2), abs=1e-4)
+    assert seed_delta({0: 0.9}, {1: 0.8})[2] == 0
+
+
+# -- one real search, stopped and resumed -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """The moons search with two workers; a candidate over the budget is asked first (Optuna's
+    enqueue_trial); the driver is stopped once three trials finished, then resumed to the end."""
+    home = tmp_path_factory.mktemp("search")
+    (home / "settings.json").write_text(json.dumps({"autostart": False}))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DISTILL_MEASURE", "quick")
+    try:
+        name = studies.create(home, spec(name="moons"))
+        studies.load(home, name).enqueue_trial(OVER)
+        with LocalExecutor(home, workers=2, threads=1, quiet=True, log=None):
+            first = Driver(home, name, log=lambda line: None, poll=0.2)
+            thread = threading.Thread(target=first.run)
+            thread.start()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                done = [t for t in studies.load(home, name).trials if t.state == TrialState.COMPLETE]
+                if len(done) >= 3:
+                    break
+                time.sleep(0.2)
+            first.stop.set()
+            thread.join(60)
+            stopped = studies.load(home, name)
+            before = {t.number: (t.values, t.user_attrs["run_id"]) for t in stopped.trials if t.state == TrialState.COMPLETE}
+            state_after_stop = stopped.user_attrs["state"]
+            stop_time = time.time()
+            final = Driver(home, name, log=lambda line: None, poll=0.2).run()
+    finally:
+        mp.undo()
+    return {"home": home, "name": name, "before": before, "stopped": state_after_stop, "final": final,
+            "stop_time": stop_time}
+
+
+def test_search_finds_a_front_that_fits_the_budget(searched):
+    r = report(searched["home"], searched["name"])
+    assert searched["final"] == studies.FINISHED and r.state == studies.FINISHED
+    assert len(r.front) >= 1
+    store = Store(searched["home"])
+    for _, member in r.front.iterrows():
+        result = store.get_run(int(member["run_id"]))["result"]
+        fits = check_budgets(result["measure"], {"tiny": BUDGET | {"latency_of": "onnx", "max_latency_ms": 0.0}})[0]
+        assert fits["fits"] is True, fits  # by the trained model's own measurement
+        assert member["val_accuracy"] == pytest.approx(
+            result["train"]["history"][result["train"]["kept_epoch"] - 1]["val_accuracy"])
+    assert r.best is not None and r.best["on_front"]
+    assert r.twin is not None and r.twin.n == 2 and set(r.twin.scratch) == {0, 1}  # the best, on two seeds
+    assert set(r.twins) == {int(n) for n in r.front["number"]}  # every member got its scratch twin
+
+
+def test_a_candidate_over_the_budget_is_never_trained(searched):
+    trials = studies.load(searched["home"], searched["name"]).trials
+    over = trials[0]  # the enqueued one: mlp 64-64, 4.5 K parameters in fp32 > 4 KB
+    assert over.state == TrialState.PRUNED and over.user_attrs["outcome"] == "rejected"
+    assert "before training" in over.user_attrs["reason"] and "run_id" not in over.user_attrs
+    store = Store(searched["home"])
+    configs = {r["id"]: store.get_run(r["id"])["config"] for r in store.list_runs(role=STUDENT)}
+    assert {"arch": "mlp", "hidden": [64, 64], "dropout": 0.0} not in [c["model"] for c in configs.values()]
+    # Counting runs: the distilled students on the search's seed are exactly the trials' own runs
+    # (the scratch twins and the best student's second seed are the only other student runs).
+    own = {rid for rid, c in configs.items() if c["method"]["name"] != SCRATCH and c["seed"] == 0}
+    assert own == {t.user_attrs["run_id"] for t in trials if "run_id" in t.user_attrs}
+
+
+def test_resume_continues_the_same_study_without_repeating_finished_trials(searched):
+    assert searched["stopped"] == studies.STOPPED and len(searched["before"]) >= 3
+    study = studies.load(searched["home"], searched["name"])
+    store = Store(searched["home"])
+    for number, (values, run_id) in searched["before"].items():
+        t = study.trials[number]
+        assert t.state == TrialState.COMPLETE and t.values == values and t.user_attrs["run_id"] == run_id
+        run = store.get_run(run_id)
+        assert run["attempts"] == 1 and run["finished"] < searched["stop_time"]  # trained once, before the stop
+    trained = [t for t in study.trials if t.user_attrs.get("outcome") in ("complete", "pruned", "failed")]
+    assert len(trained) == 8  # the eight asked for, across the two sessions
+    done_hashes = [r["hash"] for r in store.list_runs(status=DONE, role=STUDENT)]
+    assert len(done_hashes) == len(set(done_hashes))
+
+
+def test_cli_shows_the_search(searched, capsys):
+    from distill_core.cli import main
+
+    assert main(["search", "--home", str(searched["home"]), "--show", searched["name"]]) == 0
+    out = capsys.readouterr().out
+    assert "Best student that fits tiny" in out and "front (" in out and "Distillation helped it by" in out
+    assert main(["search", "--home", str(searched["home"]), "--list"]) == 0
+    assert "moons" in capsys.readouterr().out
+
+
+def test_search_page_shows_the_finished_search(searched, monkeypatch):
+    monkeypatch.setenv("DISTILL_HOME", str(searched["home"]))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/search.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["state"] == "finished" and metrics["trained"] == "8/8" and metrics["rejected"] == "1"
+    page = "\n".join(str(e.value) for e in at.success)
+    assert "Best student that fits tiny" in page and "(2 seeds)" in page
+    assert len(at.get("plotly_chart")) == 2  # trials against the cost with the front, and the curves
+    front = at.dataframe[0].value
+    assert len(front) == len(report(searched["home"], searched["name"]).front)
+    assert [b for b in at.button if b.key == "sr_resume"] == []  # finished: nothing to resume
+
+
+def test_search_page_says_why_a_search_cannot_start(home, monkeypatch):
+    (home / "settings.json").write_text(json.dumps({"autostart": False}))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/search.py").run()
+    at.text_input(key="sr_time").set_value("0").run()
+    assert any("0 minutes leaves no time" in str(e.value) for e in at.error)
+    assert [b for b in at.button if b.key == "sr_start"][0].disabled
+    assert studies.summaries(home) == []
