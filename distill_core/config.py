@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .files import file_sha256
 from .methods import ALPHA, METHODS, TEMPERATURE
 from .models import build_model, check_input_kind, normalise_spec
+from .recipes import apply_recipe
 from .registry import Param
 from .run_config import RunConfig
 from .train_params import train_settings
@@ -119,8 +120,8 @@ def _teacher_config(spec: ExperimentSpec, dataset: dict, kind: str) -> RunConfig
         weights = {"path": str(path), "sha256": file_sha256(path)}
     model = normalise_spec(teacher)
     check_input_kind(model, kind)
-    return RunConfig(role=TEACHER, dataset=dataset, model=model, method={"name": SCRATCH}, train=settings,
-                     seed=0, weights=weights)
+    return RunConfig(role=TEACHER, dataset=dataset, model=model, method={"name": SCRATCH},
+                     train=apply_recipe(settings, model, kind), seed=0, weights=weights)
 
 
 def _check_transfer(transfer, num_classes: int) -> dict:
@@ -177,8 +178,8 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
             runs.append(run)
 
     def student(model: dict, method: dict, seed: int, run_teacher: RunConfig) -> RunConfig:
-        return RunConfig(role=STUDENT, dataset=dataset, model=model, method=method, train=settings, seed=seed,
-                         teacher=run_teacher, transfer=transfer)
+        return RunConfig(role=STUDENT, dataset=dataset, model=model, method=method,
+                         train=apply_recipe(settings, model, info.kind), seed=seed, teacher=run_teacher, transfer=transfer)
 
     for model in students:
         s_model = build_model(model, info.input_shape, info.num_classes)

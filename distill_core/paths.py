@@ -11,6 +11,7 @@
       uploads/                  files given on the New experiment page (uploads.py)
       measure/<name>/           what `python -m distill_core measure` writes
       logs/pool.log, pool.lock  the background worker pool (jobs/executor.py)
+      cache/archives/<sha256>/  a user's archive unpacked once (data/cifar.py); safe to delete
       search.sqlite             the searches: Optuna studies (search/study.py)
       logs/search-<name>.log, search-<name>.lock   a search's driver process (search/driver.py)
 
@@ -26,7 +27,7 @@ from .errors import ConfigError
 DB = "lab.sqlite"
 SETTINGS = "settings.json"
 BUDGETS = "budgets.json"
-RUNS, TEACHERS, UPLOADS, MEASURE, LOGS = "runs", "teachers", "uploads", "measure", "logs"
+RUNS, TEACHERS, UPLOADS, MEASURE, LOGS, CACHE = "runs", "teachers", "uploads", "measure", "logs", "cache"
 POOL_LOG, POOL_LOCK = "pool.log", "pool.lock"
 SEARCH_DB = "search.sqlite"
 
@@ -84,3 +85,11 @@ def search_log(home: str | Path, name: str) -> Path:
 def search_lock(home: str | Path, name: str) -> Path:
     """Held by the one driver of a search: <home>/search-<name>.lock."""
     return Path(home) / f"search-{name}.lock"
+
+
+def cache_dir(*parts: str, home: str | Path | None = None) -> Path:
+    """A folder under <home>/cache/ for things derived from the user's files (unpacked archives),
+    created if needed; deleting it only costs the time to rebuild it."""
+    path = home_dir(home).joinpath(CACHE, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

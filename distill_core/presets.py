@@ -53,6 +53,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+from .paper_presets import PAPER_PRESETS  # noqa: E402  (the CIFAR benchmarks)
+
+PRESETS.update(PAPER_PRESETS)
+
+
 def get_preset(name: str) -> dict:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")

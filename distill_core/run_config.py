@@ -14,7 +14,7 @@ from functools import cached_property
 from .constants import STUDENT
 from .errors import ConfigError
 from .files import content_hash
-from .train_params import NON_SEMANTIC
+from .train_params import ADDED_LATER, DEFAULTS, NON_SEMANTIC
 
 # Execution settings: they change where and how fast a run goes, not its numbers.
 _NOT_IDENTITY = ("measure",)
@@ -61,7 +61,8 @@ class RunConfig:
 
     def _identity(self) -> dict:
         d = {k: v for k, v in self.to_dict().items() if k not in _NOT_IDENTITY}
-        d["train"] = {k: v for k, v in self.train.items() if k not in NON_SEMANTIC}
+        d["train"] = {k: v for k, v in self.train.items()
+                      if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == DEFAULTS[k])}
         d["teacher"] = self.teacher._identity() if self.teacher else None
         return d
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from . import paths
 from .data import DataBundle
 from .data.cache import load_data, name_and_knobs
+from .engine.device import pick_device
 from .engine.train import TrainResult, train_model
 from .errors import ModelError
 from .evaluate import evaluate_logits, predict_logits
@@ -240,8 +241,10 @@ def obtain(config: RunConfig, cache: TeacherCache, recorder, on_progress: Progre
     parent = obtain(teacher.parent, cache, recorder, on_progress, should_stop) if teacher.parent else None
     model, train = teacher.make(data, recorder, parent, on_progress, should_stop)
     role = config.role
-    with recorder.phase(f"{role}_logits"):
-        logits = all_logits(model.cpu(), data)
+    with recorder.phase(f"{role}_logits"):  # on the training device: a big teacher's forward passes are not cheap
+        device = pick_device(config.train["device"])
+        logits = all_logits(model.to(device), data, device)
+        model.cpu()
     meta = {"role": role, "model": config.model, "dataset": config.dataset["name"], "params": count_params(model),
             "test_accuracy": evaluate_logits(logits["test"], data.y_test)["accuracy"],
             "train": train.as_dict() if train else None, "phases": dict(recorder.phases), "created": time.time()}

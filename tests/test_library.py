@@ -160,6 +160,9 @@ def test_run_config_round_trip_and_hashes_of_the_previous_release():
     assert kd.method_knobs == {"temperature": 4.0, "alpha": 0.9} and kd.is_student and not runs[0].is_student
     # where it runs and how it is measured are not what it is
     assert replace(kd, train={**kd.train, "threads": 4, "device": "cpu"}, measure={"energy": False}).hash == kd.hash
+    # a knob added later is out of the identity at its default only: set otherwise, it makes a new run
+    assert replace(kd, train={**kd.train, "precision": "bf16"}).hash != kd.hash
+    assert replace(kd, train={**kd.train, "recipe": "cifar"}).hash != kd.hash
     assert kd.with_threads(3).train["threads"] == 1 and replace(kd, train={**kd.train, "threads": 0}).with_threads(3).train["threads"] == 3
     with pytest.raises(ConfigError, match="unknown field"):
         RunConfig.from_dict({**kd.to_dict(), "colour": "red"})

@@ -42,6 +42,6 @@ def load_dataset(name: str, **knobs) -> DataBundle:
     return bundle
 
 
-from . import builtin, user_files  # noqa: E402,F401  (registers the entries)
+from . import builtin, cifar, user_files  # noqa: E402,F401  (registers the entries)
 
 __all__ = ["DATASETS", "DataBundle", "DatasetInfo", "load_dataset", "dataset_knobs", "register"]

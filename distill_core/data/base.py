@@ -23,8 +23,36 @@ class DatasetInfo:
 
 
 @dataclass
+class RawImages:
+    """The image splits as uint8 (N, C, H, W) and the per-channel statistics that normalise them.
+
+    `normalise(raw)` gives exactly the float inputs of the bundle. A trainer may keep these on
+    its device (a quarter of the memory) and crop or flip before normalising, as torchvision's
+    pipeline does: the padding of a random crop is then black, not the mean colour.
+    """
+
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    mean: torch.Tensor  # (C,), in pixel units 0..255
+    std: torch.Tensor  # (C,)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = self.mean.to(x.device, torch.float32).view(shape)
+        std = self.std.to(x.device, torch.float32).view(shape)
+        return (x.to(torch.float32) - mean) / std
+
+    def select(self, keep_train: torch.Tensor, keep_val: torch.Tensor) -> "RawImages":
+        return RawImages(self.train[keep_train], self.val[keep_val], self.test, self.mean, self.std)
+
+
+@dataclass
 class DataBundle:
-    """Train / validation / test tensors (float32 inputs, int64 labels) and metadata."""
+    """Train / validation / test tensors (float32 inputs, int64 labels) and metadata.
+
+    `raw`, where a data set keeps it (CIFAR), holds the same images as uint8 (see RawImages).
+    """
 
     info: DatasetInfo
     x_train: torch.Tensor
@@ -33,6 +61,7 @@ class DataBundle:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    raw: RawImages | None = None
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -91,27 +120,9 @@ def split_and_normalise(
     If `x_test`/`y_test` are given, the data set has its own test split and only validation
     is carved out of `x`.
     """
-    rng = np.random.default_rng(seed)
-    n_classes = int(y.max()) + 1
-    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     own_test = x_test is not None
-    for c in range(n_classes):
-        idx = np.flatnonzero(y == c)
-        need = 2 if own_test else 3
-        if len(idx) < need:
-            raise DataError(
-                f"{where}: class {c} has {len(idx)} sample(s); at least {need} are needed to split "
-                "into train / validation" + ("" if own_test else " / test")
-            )
-        rng.shuffle(idx)
-        n_val = max(1, int(round(len(idx) * val_fraction)))
-        n_test = 0 if own_test else max(1, int(round(len(idx) * test_fraction)))
-        if len(idx) - n_val - n_test < 1:
-            n_val, n_test = 1, 0 if own_test else 1
-        parts["val"] += idx[:n_val].tolist()
-        parts["test"] += idx[n_val : n_val + n_test].tolist()
-        parts["train"] += idx[n_val + n_test :].tolist()
-    order = {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}
+    order = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, where=where,
+                          own_test=own_test)
     xs = {k: x[v] for k, v in order.items()}
     ys = {k: y[v] for k, v in order.items()}
     if own_test:
@@ -129,3 +140,32 @@ def split_and_normalise(
         out.append(torch.from_numpy(((xs[k] - mean) / std).astype(np.float32)))
         out.append(torch.from_numpy(ys[k].astype(np.int64)))
     return tuple(out)
+
+
+def split_indices(y: np.ndarray, *, seed: int, val_fraction: float, test_fraction: float, where: str,
+                  own_test: bool = False) -> dict[str, np.ndarray]:
+    """The stratified, seeded split as index arrays {"train", "val", "test"} into y (each shuffled).
+
+    With `own_test` the data set has its own test split: only validation is carved out and
+    "test" is empty.
+    """
+    rng = np.random.default_rng(seed)
+    n_classes = int(y.max()) + 1
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        need = 2 if own_test else 3
+        if len(idx) < need:
+            raise DataError(
+                f"{where}: class {c} has {len(idx)} sample(s); at least {need} are needed to split "
+                "into train / validation" + ("" if own_test else " / test")
+            )
+        rng.shuffle(idx)
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        n_test = 0 if own_test else max(1, int(round(len(idx) * test_fraction)))
+        if len(idx) - n_val - n_test < 1:
+            n_val, n_test = 1, 0 if own_test else 1
+        parts["val"] += idx[:n_val].tolist()
+        parts["test"] += idx[n_val : n_val + n_test].tolist()
+        parts["train"] += idx[n_val + n_test :].tolist()
+    return {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}

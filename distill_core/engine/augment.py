@@ -18,7 +18,22 @@ def shift_images(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return out.gather(3, idx_c)
 
 
+def crop_flip(x: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """The standard CIFAR augmentation, batched: zero-pad by `pad`, crop a random window of the
+    original size, and flip half of the images left to right (torchvision's RandomCrop(32, 4) and
+    RandomHorizontalFlip, drawn per image). Works on uint8 images (black padding) as on floats."""
+    flip = torch.rand(len(x), generator=gen, device="cpu") < 0.5
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+    return shift_images(x, pad, gen)
+
+
+# Geometric augmentations: they only move pixels, so they apply to uint8 images as they are.
+GEOMETRIC = ("shift", "crop-flip")
+
+
 def augment_batch(x: torch.Tensor, how: str, gen: torch.Generator) -> torch.Tensor:
+    if how == "crop-flip" and x.dim() == 4:
+        return crop_flip(x, max(1, x.shape[-1] // 8), gen)
     if how == "shift" and x.dim() == 4:
         return shift_images(x, max(1, x.shape[-1] // 14), gen)
     if how in ("noise", "shift"):

@@ -38,8 +38,9 @@ def transfer_set(data: DataBundle, teacher_train_logits: torch.Tensor, transfer:
     if k is None:
         return data, teacher_train_logits
     keep, keep_val = data.y_train != k, data.y_val != k
+    raw = data.raw.select(keep, keep_val) if data.raw is not None else None
     return (dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
-                                x_val=data.x_val[keep_val], y_val=data.y_val[keep_val]), teacher_train_logits[keep])
+                                x_val=data.x_val[keep_val], y_val=data.y_val[keep_val], raw=raw), teacher_train_logits[keep])
 
 
 def run_one(config: RunConfig, home: str | Path | None = None, on_progress: ProgressFn | None = None,
@@ -75,9 +76,10 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
             train = train_model(model, s_data, config.train, method, teacher=teacher.model, teacher_logits=s_logits,
                                 seed=config.seed, phase=STUDENT, on_progress=on_progress,
                                 should_stop=should_stop).as_dict()
-        model = model.cpu()
         with rec.phase("evaluation", energy=False):  # milliseconds: a tracker would cost more than it measures
-            metrics = evaluate_logits(predict_logits(model, data.x_test), data.y_test, teacher_test)
+            device = next(model.parameters()).device  # where it trained
+            metrics = evaluate_logits(predict_logits(model, data.x_test, device=device), data.y_test, teacher_test)
+        model = model.cpu()
     result["teacher_cached"] = teacher.cached
     weights = save_weights(model, folder / paths.WEIGHTS)
     result.update({

@@ -17,7 +17,8 @@ from ..data.base import DataBundle
 from ..errors import Cancelled
 from ..methods import EMBEDDING, FEATURES, Method
 from ..models.base import DistillNet, ModelOutput
-from .augment import augment_batch
+from ..recipes import multistep_lr
+from . import fastpath
 from .device import pick_device, set_threads
 
 
@@ -32,6 +33,11 @@ class TrainResult:
     device: str = "cpu"
     threads: int = 1
     stopped_early: bool = False
+    # With augmentation (or a method that needs features) the teacher runs on every batch, in eval
+    # mode without autograd: usually the main cost of distillation. teacher_seconds is that time.
+    teacher_forward_per_batch: bool = False
+    teacher_seconds: float | None = None
+    accel: dict = field(default_factory=dict)  # precision, layout, compile, teacher dtype (fastpath.Accel)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -73,8 +79,9 @@ def train_model(
     threads = set_threads(s["threads"])
     gen = torch.Generator().manual_seed(seed)
     model.to(device)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    accel = fastpath.choose_accel(s, device, model, data)
+    inputs = fastpath.DeviceInputs(data, device, accel.channels_last)
+    y_train = inputs.y_train
     n = len(y_train)
     batch = min(s["batch_size"], n)
     steps_per_epoch = math.ceil(n / batch)
@@ -90,8 +97,16 @@ def train_model(
             p.requires_grad_(False)
     if use_cache:
         teacher_logits = teacher_logits.to(device)
+    per_batch = method.uses_teacher and not use_cache
+    t_logits_fn, t_all_fn = fastpath.prepare_teacher(teacher, accel) if per_batch else (None, None)
+    t_watch = fastpath.Stopwatch(device)
 
-    extra = method.setup(model, teacher, x_train[: min(n, 64)])
+    extra = method.setup(model, teacher, inputs.sample(min(n, 64)))
+    s_logits_fn, s_all_fn = fastpath.prepare_student(model, accel)
+    scaler = torch.amp.GradScaler(device.type) if accel.grad_scaler else None
+    how = None
+    if s["augment"]:
+        how = "crop-flip" if s.get("recipe") == "cifar" and data.info.kind == "image" else data.info.augment
     params = list(model.parameters()) + (list(extra.to(device).parameters()) if extra is not None else [])
     if s["optimizer"] == "adam":
         opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
@@ -99,7 +114,8 @@ def train_model(
         opt = torch.optim.SGD(params, lr=s["lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps) if s["schedule"] == "cosine" else None
 
-    result = TrainResult(device=str(device), threads=threads)
+    result = TrainResult(device=str(device), threads=threads, teacher_forward_per_batch=per_batch,
+                         accel=accel.as_dict())
     best_state, best_acc, since_best = None, -1.0, 0
     start = last_report = time.perf_counter()
     step = 0
@@ -107,30 +123,37 @@ def train_model(
         model.train()
         if extra is not None:
             extra.train()
+        if s["schedule"] == "multistep":
+            for g in opt.param_groups:
+                g["lr"] = multistep_lr(s["lr"], epoch, s["epochs"])
         order = torch.randperm(n, generator=gen).to(device)
         sums: dict[str, float] = {}
         for i in range(0, n, batch):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"{phase} training cancelled at epoch {epoch}")
             idx = order[i : i + batch]
-            xb, yb = x_train[idx], y_train[idx]
-            if s["augment"]:
-                xb = augment_batch(xb, data.info.augment, gen)
-            if need in (EMBEDDING, FEATURES):
-                out = model.forward_all(xb)
-            else:
-                out = ModelOutput(model(xb), None, [])
+            xb, yb = inputs.batch(idx, how, gen), y_train[idx]
+            with accel.autocast():
+                out = s_all_fn(xb) if need in (EMBEDDING, FEATURES) else ModelOutput(s_logits_fn(xb), None, [])
+            out = fastpath.to_float(out)
             t_out = None
             if method.uses_teacher:
                 if use_cache:
                     t_out = ModelOutput(teacher_logits[idx], None, [])
                 else:
-                    with torch.no_grad():
-                        t_out = teacher.forward_all(xb) if need in (EMBEDDING, FEATURES) else ModelOutput(teacher(xb), None, [])
+                    with torch.no_grad(), t_watch.time():
+                        xt = xb.to(accel.dtype) if accel.teacher_dtype != "fp32" else xb
+                        t_out = t_all_fn(xt) if need in (EMBEDDING, FEATURES) else ModelOutput(t_logits_fn(xt), None, [])
+                    t_out = fastpath.to_float(t_out)
             loss, parts = method.loss(out, t_out, yb, (step + 1) / total_steps)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             if sched is not None:
                 sched.step()
             step += 1
@@ -142,7 +165,7 @@ def train_model(
                 last_report = now
                 on_progress({"phase": phase, "epoch": epoch, "epochs": s["epochs"], "step": step,
                              "steps": total_steps, "losses": parts, "elapsed": now - start})
-        val_acc = _val_accuracy(model, x_val, y_val)
+        val_acc = inputs.val_accuracy(model)
         row = {"epoch": epoch, **{k: v / n for k, v in sums.items()}, "val_accuracy": val_acc,
                "lr": opt.param_groups[0]["lr"], "elapsed": time.perf_counter() - start}
         if not all(math.isfinite(v) for v in row.values()):
@@ -163,6 +186,8 @@ def train_model(
                 result.stopped_early = True
                 break
     result.kept_epoch = len(result.history)
+    fastpath.finish(model)
+    result.teacher_seconds = t_watch.seconds if per_batch else None
     if best_state is not None:
         model.load_state_dict(best_state)
         result.kept_epoch = result.best_epoch

@@ -16,9 +16,9 @@ from .base import DistillNet, ModelOutput, count_params
 ARCHITECTURES: Registry[Entry] = Registry("architecture")
 
 
-def register(name: str, description: str, params=(), kinds=("vector", "signal", "image")):
+def register(name: str, description: str, params=(), kinds=("vector", "signal", "image"), **extra):
     def deco(fn):
-        ARCHITECTURES.add(name, Entry(name, description, tuple(params), fn, {"kinds": tuple(kinds)}))
+        ARCHITECTURES.add(name, Entry(name, description, tuple(params), fn, {"kinds": tuple(kinds), **extra}))
         return fn
 
     return deco
@@ -96,10 +96,12 @@ def describe_spec(spec: dict | str) -> str:
         return f"resnet d{spec['depth']} w{spec['width']}"
     if a == "mobile":
         return f"mobile x{spec['width_mult']:g} b{spec['blocks']}"
+    if a in zoo.DESCRIBE:
+        return zoo.DESCRIBE[a](spec)
     return a
 
 
-from . import architectures  # noqa: E402,F401  (registers the entries)
+from . import architectures, zoo  # noqa: E402,F401  (registers the entries; zoo adds its named sizes)
 from .checkpoint import load_weights, save_weights  # noqa: E402
 
 __all__ = ["ARCHITECTURES", "NAMED_SIZES", "DistillNet", "ModelOutput", "build_model", "normalise_spec",
