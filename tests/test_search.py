@@ -1,14 +1,16 @@
 """Budget-driven search (distill_core/search): the space and its bad inputs, the pruning rule on
-synthetic curves, and one real search on the moons toy set (8 trials, 2 workers) that is
-stopped after a few trials and resumed. On it: a non-empty front whose members fit the budget
+synthetic curves, and one real search on the moons toy set (8 trials, 2 workers) whose driver
+is killed with its workers, resumed, stopped and resumed again. On it: a non-empty front whose members fit the budget
 by their own measurement, a candidate over the budget that never trained, no finished trial
 repeated, scratch twins, the CLI's report and the Search page (AppTest).
 
-Budget: about 45 s on two shared cores, most of it the real search (pool start included).
+Budget: about 45 s on two shared cores, most of it the real search (two pool starts included).
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ from distill_core.errors import ConfigError
 from distill_core.jobs import LocalExecutor, Store, queue
 from distill_core.measure import check_budgets
 from distill_core.search import study as studies
-from distill_core.search.driver import Driver
+from distill_core.search.driver import Driver, start_detached
 from distill_core.search.pruning import PruningRule, hopeless
 from distill_core.search.report import report, seed_delta
 from distill_core.search.spec import SearchSpec, make_plan
@@ -138,44 +140,56 @@ def test_seed_delta():
 # -- one real search, stopped and resumed -------------------------------------------------------------
 
 
+def wait_for_complete(home, name: str, n: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(t.state == TrialState.COMPLETE for t in studies.load(home, name).trials) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} trials finished in {timeout} s"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    """The moons search with two workers; a candidate over the budget is asked first (Optuna's
-    enqueue_trial); the driver is stopped once three trials finished, then resumed to the end."""
+    """The moons search with two workers, a candidate over the budget asked first (Optuna's
+    enqueue_trial), in three sessions: a background driver is killed once three trials have
+    finished and its worker pool shuts down (a crash and a restart: the runs it was training are
+    left interrupted); a new pool and a driver resume it and are stopped (Stop) after five; a
+    last driver resumes it to the end."""
     home = tmp_path_factory.mktemp("search")
     (home / "settings.json").write_text(json.dumps({"autostart": False}))
     mp = pytest.MonkeyPatch()
     mp.setenv("DISTILL_MEASURE", "quick")
+    quiet = {"log": lambda line: None, "poll": 0.2}
     try:
         name = studies.create(home, spec(name="moons"))
         studies.load(home, name).enqueue_trial(OVER)
         with LocalExecutor(home, workers=2, threads=1, quiet=True, log=None):
-            first = Driver(home, name, log=lambda line: None, poll=0.2)
-            thread = threading.Thread(target=first.run)
+            pid = start_detached(home, name)
+            wait_for_complete(home, name, 3)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        crashed = studies.load(home, name)
+        before = {t.number: (t.values, t.user_attrs["run_id"]) for t in crashed.trials if t.state == TrialState.COMPLETE}
+        left_running = [t.number for t in crashed.trials if t.state == TrialState.RUNNING]
+        crash_time = time.time()
+        with LocalExecutor(home, workers=2, threads=1, quiet=True, log=None):
+            second = Driver(home, name, **quiet)
+            thread = threading.Thread(target=second.run)
             thread.start()
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                done = [t for t in studies.load(home, name).trials if t.state == TrialState.COMPLETE]
-                if len(done) >= 3:
-                    break
-                time.sleep(0.2)
-            first.stop.set()
+            wait_for_complete(home, name, 5)
+            second.stop.set()
             thread.join(60)
-            stopped = studies.load(home, name)
-            before = {t.number: (t.values, t.user_attrs["run_id"]) for t in stopped.trials if t.state == TrialState.COMPLETE}
-            state_after_stop = stopped.user_attrs["state"]
-            stop_time = time.time()
-            final = Driver(home, name, log=lambda line: None, poll=0.2).run()
+            stopped = studies.load(home, name).user_attrs["state"]
+            final = Driver(home, name, **quiet).run()
     finally:
         mp.undo()
-    return {"home": home, "name": name, "before": before, "stopped": state_after_stop, "final": final,
-            "stop_time": stop_time}
+    return {"home": home, "name": name, "before": before, "left_running": left_running, "stopped": stopped,
+            "final": final, "crash_time": crash_time}
 
 
 def test_search_finds_a_front_that_fits_the_budget(searched):
     r = report(searched["home"], searched["name"])
-    assert searched["final"] == studies.FINISHED and r.state == studies.FINISHED
-    assert len(r.front) >= 1
+    assert searched["final"] == studies.FINISHED and r.state == studies.FINISHED, (r.state, r.message)
+    assert len(r.front) >= 1, r.trials
     store = Store(searched["home"])
     for _, member in r.front.iterrows():
         result = store.get_run(int(member["run_id"]))["result"]
@@ -184,8 +198,8 @@ def test_search_finds_a_front_that_fits_the_budget(searched):
         assert member["val_accuracy"] == pytest.approx(
             result["train"]["history"][result["train"]["kept_epoch"] - 1]["val_accuracy"])
     assert r.best is not None and r.best["on_front"]
-    assert r.twin is not None and r.twin.n == 2 and set(r.twin.scratch) == {0, 1}  # the best, on two seeds
-    assert set(r.twins) == {int(n) for n in r.front["number"]}  # every member got its scratch twin
+    assert r.twin is not None and r.twin.n == 2 and set(r.twin.scratch) == {0, 1}, r.twin  # the best, on two seeds
+    assert set(r.twins) == {int(n) for n in r.front["number"]}, (r.twins, r.front)  # every member got its scratch twin
 
 
 def test_a_candidate_over_the_budget_is_never_trained(searched):
@@ -203,6 +217,9 @@ def test_a_candidate_over_the_budget_is_never_trained(searched):
 
 
 def test_resume_continues_the_same_study_without_repeating_finished_trials(searched):
+    """After the driver was killed and the workers restarted, and after a Stop: the same study
+    goes on, its finished trials untouched and never trained again, the interrupted ones
+    trained again, eight trials in all."""
     assert searched["stopped"] == studies.STOPPED and len(searched["before"]) >= 3
     study = studies.load(searched["home"], searched["name"])
     store = Store(searched["home"])
@@ -210,9 +227,12 @@ def test_resume_continues_the_same_study_without_repeating_finished_trials(searc
         t = study.trials[number]
         assert t.state == TrialState.COMPLETE and t.values == values and t.user_attrs["run_id"] == run_id
         run = store.get_run(run_id)
-        assert run["attempts"] == 1 and run["finished"] < searched["stop_time"]  # trained once, before the stop
+        assert run["attempts"] == 1 and run["finished"] < searched["crash_time"]  # trained once, before the crash
+    for number in searched["left_running"]:  # interrupted by the restart, then followed to their end
+        assert study.trials[number].user_attrs["outcome"] in ("complete", "pruned", "abandoned")
     trained = [t for t in study.trials if t.user_attrs.get("outcome") in ("complete", "pruned", "failed")]
-    assert len(trained) == 8  # the eight asked for, across the two sessions
+    assert len(trained) == 8  # the eight asked for, across the three sessions
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     done_hashes = [r["hash"] for r in store.list_runs(status=DONE, role=STUDENT)]
     assert len(done_hashes) == len(set(done_hashes))
 

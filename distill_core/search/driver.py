@@ -271,9 +271,9 @@ class Driver:
             self._end(trial, TrialState.FAIL, "invalid", str(exc))
             self.rejected_in_a_row += 1
             return
+        trial.set_user_attr("experiment", exp.to_dict())  # first: a driver that dies now is resumed from it
         run_id = self._submit(exp, runs)
         trial.set_user_attr("run_id", run_id)
-        trial.set_user_attr("experiment", exp.to_dict())
         self.flights[trial.number] = Flight(trial, run_id, exp.to_dict(), costs, fit["constraints"])
         self.rejected_in_a_row = 0
         self.log(f"[search {self.name}] trial {trial.number}: {cand.label} queued as run #{run_id}")
@@ -385,11 +385,13 @@ class Driver:
                 continue
             trial = optuna.Trial(self.study, t._trial_id)
             exp = t.user_attrs.get("experiment")
-            if not exp or "run_id" not in t.user_attrs:
-                self._end(trial, TrialState.FAIL, "failed", "the driver stopped before queueing it")
+            if not exp:
+                self._end(trial, TrialState.FAIL, "abandoned", "the driver stopped before queueing it")
                 continue
-            arch = t.user_attrs.get("arch") or {}
+            arch = t.user_attrs["arch"]
             run_id = self._submit(ExperimentSpec.from_dict(exp))  # a finished run is reused as it is
+            if "run_id" not in t.user_attrs:  # it died between queueing the run and noting it
+                trial.set_user_attr("run_id", run_id)
             self.flights[t.number] = Flight(trial, run_id, exp, [arch["costs"][k] for k in self.plan.objectives],
                                             arch["constraints"], stopped=bool(t.user_attrs.get("stopped")))
             self.log(f"[search {self.name}] trial {t.number}: following its run #{run_id} again")

@@ -75,7 +75,7 @@ def _outcome(t: optuna.trial.FrozenTrial, alive: bool) -> str:
     if t.state == TrialState.COMPLETE:
         return "complete"
     if t.state == TrialState.FAIL:
-        return t.user_attrs.get("outcome") if t.user_attrs.get("outcome") == "invalid" else "failed"
+        return t.user_attrs["outcome"] if t.user_attrs.get("outcome") in ("invalid", "abandoned") else "failed"
     if t.state == TrialState.PRUNED:
         return t.user_attrs.get("outcome", "pruned")
     if t.state == TrialState.WAITING:
@@ -196,7 +196,7 @@ def describe_cost(key: str, value) -> str:
 def fmt_delta(twin: Twin) -> str:
     """'+1.2 ± 0.8 points (3 seeds)'; one seed says it has no spread."""
     if not twin.n:
-        return "not measured yet" if twin.pending else "unavailable (no scratch twin finished)"
+        return "unavailable (no scratch twin finished)"
     spread = f" ± {100 * twin.delta_std:.1f}" if twin.n > 1 else ""
     seeds = f"{twin.n} seeds" if twin.n > 1 else "1 seed, so no spread"
     return f"{100 * twin.delta_mean:+.1f}{spread} points ({seeds})"
@@ -214,10 +214,11 @@ def answer(r: Report) -> list[str]:
     costs = ", ".join(describe_cost(k, b[k]) for k in r.objectives)
     lines = [f"Best student that fits {r.budget_name}: {b['label']} (trial {int(b['number'])}, run #{int(b['run_id'])}): "
              f"validation accuracy {100 * b['val_accuracy']:.1f} %, test accuracy {100 * b['test_accuracy']:.1f} %; {costs}."]
-    if r.twin is not None:
-        t = r.twin
-        line = f"Distillation helped it by {fmt_delta(t)} of test accuracy over its scratch twin"
-        if t.n:
-            line += (f"; gap to the teacher closed {t.gap:.2f}" if t.gap == t.gap else f"; gap closed {t.gap_reason}")
-        lines.append(line + ".")
+    t = r.twin
+    if t is not None and t.n:
+        gap = f"gap to the teacher closed {t.gap:.2f}" if t.gap == t.gap else f"gap closed {t.gap_reason}"
+        lines.append(f"Distillation helped it by {fmt_delta(t)} of test accuracy over its scratch twin; {gap}.")
+    elif t is not None:
+        lines.append("Its scratch twin (the same network trained without the teacher, on the same seeds) "
+                     + ("is training." if t.pending else "did not finish, so what distillation gave it is unavailable."))
     return lines

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import incompatibilities
 from ..constants import SCRATCH
 from ..data import DatasetInfo
 from ..errors import ConfigError, DistillError
@@ -311,13 +310,13 @@ def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict, lr_def
             raise ConfigError(f"space: {arch} has no knob {', '.join(bad)}; its knobs: {', '.join(params) or 'none'}")
         knobs = {k: given(f"{arch}.{k}", knobs_raw.get(k), p) for k, p in params.items()}
         try:
-            build_model({"arch": arch}, info.input_shape, info.num_classes)
+            model = build_model({"arch": arch}, info.input_shape, info.num_classes)
         except DistillError as exc:
             if students:
                 raise ConfigError(f"space: {arch} does not fit this data: {exc}") from None
             notes.append(f"{arch} does not fit this data: {exc}")
             continue
-        fitting[arch] = knobs
+        fitting[arch] = (knobs, model)
     if not fitting:
         raise ConfigError("space: no student family fits this data" + (f" ({'; '.join(notes)})" if notes else ""))
 
@@ -341,9 +340,9 @@ def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict, lr_def
         method_knobs[cls.name] = knobs
 
     families = []
-    for arch, knobs in fitting.items():
-        why = {m: incompatibilities(m, [{"arch": arch}], teacher_model, info.input_shape, info.num_classes).get(0)
-               for m in method_knobs}
+    teacher = build_model(teacher_model, info.input_shape, info.num_classes)
+    for arch, (knobs, model) in fitting.items():
+        why = {m: METHODS.get(m).incompatibility(model, teacher) for m in method_knobs}
         ok = [m for m, reason in why.items() if reason is None]
         for m, reason in why.items():
             if reason:

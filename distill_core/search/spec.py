@@ -177,7 +177,10 @@ def make_plan(spec: SearchSpec, home=None) -> Plan:
     info = load_dataset(spec.dataset, **spec.dataset_knobs).info
     train = train_settings(spec.train)
     teacher_train = train_settings(spec.teacher_train if spec.teacher_train is not None else spec.train)
-    space = build_space(spec.space, info, teacher_model(spec.teacher), train["lr"])
+    raw_space = dict(spec.space or {})
+    if train["recipe"] != "default":  # the recipe sets the learning rate: searching it would change nothing
+        raw_space["lr"] = train["lr"]
+    space = build_space(raw_space, info, teacher_model(spec.teacher), train["lr"])
     plan = Plan(spec, settings, time_limit, info, space, budget_name, budget, objectives, train, teacher_train)
     try:
         plan.teacher  # the teacher, the data set and the training settings validate as any experiment's do
