@@ -20,13 +20,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from distill_core.constants import DONE, SCRATCH, STUDENT
+from distill_core.data import load_dataset
 from distill_core.errors import ConfigError
 from distill_core.jobs import LocalExecutor, Store, queue
 from distill_core.measure import check_budgets
+from distill_core.models import build_model, normalise_spec
 from distill_core.search import study as studies
 from distill_core.search.driver import Driver, start_detached
 from distill_core.search.pruning import PruningRule, hopeless
 from distill_core.search.report import report, seed_delta
+from distill_core.search.space import build_space
 from distill_core.search.spec import SearchSpec, make_plan
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -57,6 +60,18 @@ def test_space_comes_from_the_registries_and_the_users_narrowing():
     narrow = make_plan(spec()).space
     assert narrow.as_given()["students"] == {"mlp": {"hidden": {"depth": [1, 2], "width": [2, 64]}, "dropout": 0.0}}
     assert [c.model["hidden"] for c in narrow.smallest()] == [[2]]
+
+
+def test_the_space_keeps_to_what_each_architecture_builds():
+    """A rule an architecture's factory checks (the CIFAR ResNet's depth is 6n + 2, its widths
+    are four numbers) narrows the range the registry's defaults gave."""
+    info = load_dataset("digits").info
+    space = build_space({"students": {"resnet-cifar": None}, "methods": ["kd"]}, info, normalise_spec("cnn-small"), 1e-3)
+    knobs = space.families[0].knobs
+    assert knobs["depth"].kind == "choice" and all((d - 2) % 6 == 0 for d in knobs["depth"].choices)
+    assert knobs["widths"].depth.value == 4
+    (smallest,) = space.smallest()
+    build_model(smallest.model, info.input_shape, info.num_classes)
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -245,6 +260,22 @@ def test_cli_shows_the_search(searched, capsys):
     assert "Best student that fits tiny" in out and "front (" in out and "Distillation helped it by" in out
     assert main(["search", "--home", str(searched["home"]), "--list"]) == 0
     assert "moons" in capsys.readouterr().out
+
+
+def test_cli_flags_make_a_search():
+    from distill_core.cli import build_parser
+    from distill_core.search.cli import spec_from_args
+
+    args = build_parser().parse_args([
+        "search", "--dataset", "moons", "--data", "noise=0.3", "--teacher", "mlp:hidden=32", "--student", "mlp",
+        "--method", "kd", "--budget", '{"size_of": "fp32", "max_bytes": 4096}', "--objective", "params",
+        "--objective", "onnx_ms", "--trials", "3", "--time-limit", "2.5", "--no-prune", "--epochs", "2"])
+    got = spec_from_args(args)
+    assert (got.dataset, got.dataset_knobs, got.teacher) == ("moons", {"noise": "0.3"}, {"arch": "mlp", "hidden": "32"})
+    assert got.space == {"students": {"mlp": None}, "methods": ["kd"]} and got.objectives == ["params", "onnx_ms"]
+    assert (got.budget, got.trials, got.time_limit, got.prune, got.train) == (
+        {"size_of": "fp32", "max_bytes": 4096}, 3, 2.5, False, {"epochs": 2})
+    make_plan(got)  # and it checks
 
 
 def test_search_page_shows_the_finished_search(searched, monkeypatch):

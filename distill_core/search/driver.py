@@ -166,8 +166,9 @@ class Driver:
                 return studies.STOPPED
             if self.failure:
                 return None
-            while self._may_ask() and len(self.flights) < self._parallel():
+            while self._may_ask() and len(self.flights) < self._parallel() and not self._stopping():
                 self.ask()
+                self._beat()  # candidates rejected in a row can take a while: stay seen, and hear a stop
             if not self.flights and not self._may_ask():
                 return None
             self.stop.wait(self.poll_s)
@@ -179,7 +180,13 @@ class Driver:
         if "precheck" not in attrs:
             checked = []
             for cand in self.plan.space.smallest():
-                m = self._measure(cand.model)
+                self._beat()
+                try:
+                    m = self._measure(cand.model)
+                except DistillError as exc:  # a combination of knobs its factory refuses
+                    checked.append({"family": cand.family, "label": cand.label, "fits": False, "missing": {},
+                                    "reason": f"its smallest model cannot be built: {exc}"})
+                    continue
                 fit = budget_check(m, self.plan.budget_name, self.plan.budget)
                 table = cost_table(m)
                 checked.append({"family": cand.family, "label": cand.label, "fits": fit["fits"], "reason": fit["reason"],
@@ -248,7 +255,12 @@ class Driver:
         trial = self.study.ask()
         cand = self.space.sample(trial)
         trial.set_user_attr("candidate", cand.to_dict())
-        m = self._measure(cand.model)
+        try:
+            m = self._measure(cand.model)
+        except DistillError as exc:  # knobs its factory refuses together
+            self._end(trial, TrialState.FAIL, "invalid", str(exc))
+            self.rejected_in_a_row += 1
+            return
         fit = budget_check(m, self.plan.budget_name, self.plan.budget)
         table = cost_table(m)
         trial.set_user_attr("arch", {"costs": {k: v for k, (v, _) in table.items()}, "fits": fit["fits"],

@@ -268,6 +268,40 @@ def _coerce(p: Param, value, where: str):
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def buildable(arch: str, knobs: dict, info: DatasetInfo) -> dict:
+    """Each knob's range narrowed to the values the architecture builds with, the other knobs at
+    their defaults: a rule its factory checks (a ResNet's depth is 6n + 2, a stem and three stage
+    widths are four numbers) keeps invalid candidates out of the space. Integer ranges of at most
+    64 values are probed; a wider one is kept, and an invalid candidate is rejected when asked."""
+    defaults = {p.name: p.default for p in ARCHITECTURES.get(arch).params}
+
+    def builds(name: str, value) -> bool:
+        try:
+            build_model({"arch": arch, **defaults, name: value}, info.input_shape, info.num_classes)
+            return True
+        except DistillError:
+            return False
+
+    def narrowed(dim: Dim, make) -> Dim:
+        if dim.kind != "int" or dim.high - dim.low > 64:
+            return dim
+        values = range(int(dim.low), int(dim.high) + 1)
+        ok = [v for v in values if builds(name, make(v))]
+        if not ok or len(ok) == len(values):
+            return dim
+        return Dim(dim.name, "fixed", ok[0]) if len(ok) == 1 else Dim(dim.name, "choice", choices=tuple(ok))
+
+    out = {}
+    for name, dim in knobs.items():
+        if isinstance(dim, Widths):
+            width = dim.width.lowest()
+            dim = Widths(dim.name, narrowed(dim.depth, lambda d: [width] * d), dim.width)
+        elif isinstance(dim, Dim):
+            dim = narrowed(dim, lambda v: v)
+        out[name] = dim
+    return out
+
+
 # -- the space of one search -----------------------------------------------------------------------
 
 
@@ -311,6 +345,7 @@ def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict, lr_def
         knobs = {k: given(f"{arch}.{k}", knobs_raw.get(k), p) for k, p in params.items()}
         try:
             model = build_model({"arch": arch}, info.input_shape, info.num_classes)
+            knobs = buildable(arch, knobs, info)
         except DistillError as exc:
             if students:
                 raise ConfigError(f"space: {arch} does not fit this data: {exc}") from None

@@ -35,7 +35,7 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 CREATED, CHECKING, SEARCHING, CONFIRMING = "created", "checking", "searching", "confirming"
 FINISHED, STOPPED, FAILED = "finished", "stopped", "failed"
 ACTIVE_STATES = (CHECKING, SEARCHING, CONFIRMING)  # a driver runs it (or should: see driver_alive)
-BEAT_STALE = 20.0  # seconds without a heartbeat after which a driver is taken for gone
+BEAT_STALE = 120.0  # seconds without a heartbeat after which a driver is taken for gone (one slow measurement fits)
 
 
 class SearchError(DistillError):
