@@ -2,6 +2,7 @@
 
 Trade-offs (on `Store.results_frame()`, one row per finished run):
     cost_columns(frame)              which cost each column measures, or why it is unavailable
+    with_ensembles(frame)            each ensemble member marked, an ensemble's costs its members' sum
     pareto_mask / pareto_frontier    non-dominated runs: higher accuracy, lower cost
     config_key / aggregate_seeds     mean and spread over seeds of each configuration
     gap_closed / gap_closed_table    (acc - scratch) / (teacher - scratch), NaN with a reason
@@ -41,6 +42,7 @@ class Cost:
 COSTS: tuple[Cost, ...] = (
     Cost("params", "parameters", ("params", "measure.size.params")),
     Cost("fp32_bytes", "fp32 weights (bytes)", ("measure.size.fp32_bytes",)),
+    Cost("onnx_bytes", "fp32 ONNX model (bytes)", ("measure.size.onnx_bytes",)),
     Cost("int8_bytes", "int8 ONNX model (bytes)", ("measure.int8.bytes",)),
     Cost("flops", "FLOPs per sample", ("measure.compute.flops", "measure.flops.flops", "measure.flops")),
     Cost("torch_ms", "PyTorch latency, batch 1 median (ms)", ("measure.latency.torch.median_ms",)),
@@ -105,6 +107,39 @@ def cost_columns(frame: pd.DataFrame) -> dict[str, dict]:
                                      _reason_near(frame, "energy.total_kwh")] if r]
             reason = found[0] if found else "not measured in any selected run"
         out[cost.key] = {"cost": cost, "column": column, "reason": reason}
+    return out
+
+
+# -- ensembles -------------------------------------------------------------------------------------
+
+# What running an ensemble costs is running each member: these add up over its members.
+ADDITIVE_COSTS = ("params", "measure.size.fp32_bytes", "measure.size.onnx_bytes", "measure.latency.onnx.median_ms",
+                  "measure.latency.torch.median_ms", "energy.inference_kwh_per_1000")
+
+
+def with_ensembles(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with `member_of` (for a teacher run that is a member of an ensemble in the frame:
+    that ensemble's model label, else None) and, for an ensemble run, each additive cost as the
+    sum of its members' measured figures where every member has one (`costs_from_members` True).
+    A member of several ensembles is marked with the first."""
+    out = frame.copy()
+    out["member_of"] = pd.Series(None, index=out.index, dtype="object")
+    out["costs_from_members"] = False
+    if "members" not in out.columns or not out["members"].notna().any():
+        return out
+    by_hash = {h: i for i, h in zip(out.index, out["hash"])}
+    for i, row in out[out["members"].notna()].iterrows():
+        rows = [by_hash[h] for h in str(row["members"]).split(",") if h in by_hash]
+        for j in rows:
+            if pd.isna(out.at[j, "member_of"]):
+                out.at[j, "member_of"] = row["model"]
+        if not rows or len(rows) < len(str(row["members"]).split(",")):
+            continue  # a member's run is not (yet) among these: no sum
+        for c in (c for c in ADDITIVE_COSTS if c in out.columns):
+            vals = out.loc[rows, c]
+            if vals.notna().all():
+                out.at[i, c] = float(vals.sum())
+                out.at[i, "costs_from_members"] = True
     return out
 
 

@@ -8,19 +8,25 @@ import math
 import sys
 import time
 
-from .config import ExperimentSpec, expand, load_experiment_file
+import numpy as np
+
+from .config import ENSEMBLE, ExperimentSpec, expand, load_experiment_file
 from .constants import TEACHER
 from .data import DATASETS
 from .engine.runner import run_one
 from .errors import DistillError
-from .flags import parse_model_flag
+from .flags import parse_model_flag, parse_teacher_flag
 from .jobs import cli as jobs_cli
 from .measure import cli as measure_cli
+from .labels import method_label
 from .measure import format_measurements
+from .measure.report import human_bytes
 from .methods import METHODS
 from .models import ARCHITECTURES, NAMED_SIZES, describe_spec
 from .presets import PRESETS, get_preset, preset_spec
+from .run_config import RunConfig
 from .search import cli as search_cli
+from .teachers import teacher_kind
 
 
 # ---------------------------------------------------------------- listing
@@ -77,7 +83,10 @@ def spec_from_args(args) -> tuple[ExperimentSpec, list]:
             raise DistillError(f"--data {item!r}: expected KEY=VALUE, e.g. --data path=my.csv")
         spec.dataset_knobs = {**spec.dataset_knobs, key.strip(): value.strip()}
     if args.teacher:
-        spec.teacher = parse_model_flag(args.teacher)
+        given = [parse_teacher_flag(t) for t in args.teacher]
+        spec.teacher, spec.teachers = (given[0], []) if len(given) == 1 else (spec.teacher, given)
+    if args.ensemble:
+        spec.ensemble = args.ensemble
     if args.student:
         spec.students = [parse_model_flag(s) for s in args.student]
     if args.method:
@@ -98,7 +107,8 @@ def result_row(res: dict) -> dict:
     method = cfg["method"]
     train = res.get("train") or {}
     return {
-        "run": res["hash"][:8], "role": cfg["role"], "model": describe_spec(cfg["model"]), "method": method["name"],
+        "run": res["hash"][:8], "role": cfg["role"], "model": describe_spec(cfg["model"]),
+        "teacher": teacher_kind(RunConfig.from_dict(cfg)), "method": method["name"],
         "T": method.get("temperature"), "alpha": method.get("alpha"), "seed": cfg["seed"], "params": res["params"],
         "accuracy": m["accuracy"], "errors": m["errors"], "top5": m.get("top5_accuracy"), "nll": m["nll"],
         "ece": m["ece"], "agreement": m.get("teacher_agreement"), "kl_teacher": m.get("teacher_kl"),
@@ -146,6 +156,43 @@ def published_rows(published: list[dict], rows: list[dict]) -> list[dict]:
     return out
 
 
+def _verdict(results: list[dict], profile: str) -> str:
+    fits = [next((b["fits"] for b in (r.get("measure") or {}).get("budgets") or [] if b["profile"] == profile), None)
+            for r in results]
+    if all(f is True for f in fits):
+        return "fits"
+    if any(f is False for f in fits):
+        return f"does not fit ({fits.count(False)} of {len(fits)})"
+    return "not measured"
+
+
+def summary_rows(results: list[dict], budget: str | None = None) -> list[dict]:
+    """One row per configuration: accuracy as mean ± sample standard deviation over its seeds
+    (with how many), its bytes and ONNX Runtime batch-1 latency (means), and with `budget` that
+    profile's verdict on every seed."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        row = result_row(r)
+        groups.setdefault((row["role"], row["model"], row["method"], row["T"], row["alpha"]), []).append(r)
+    out = []
+    for (role, model, method, t, alpha), rs in groups.items():
+        acc = np.array([r["metrics"]["accuracy"] for r in rs])
+        spread = f" ± {acc.std(ddof=1):.4f}" if len(rs) > 1 else " (one seed)"
+        m = [r.get("measure") or {} for r in rs]
+        mean = lambda get: float(np.mean(v)) if (v := [x for x in map(get, m) if x is not None]) else None
+        onnx_ms = mean(lambda x: ((x.get("latency") or {}).get("onnx") or {}).get("median_ms"))
+        row = {"role": role, "model": model, "method": method_label({"name": method, **({"temperature": t} if t else {}),
+                                                                      **({"alpha": alpha} if alpha is not None else {})}),
+               "seeds": len(rs), "accuracy": f"{acc.mean():.4f}{spread}",
+               "int8 bytes": human_bytes(mean(lambda x: (x.get("size") or {}).get("int8_bytes"))),
+               "onnx bytes": human_bytes(mean(lambda x: (x.get("size") or {}).get("onnx_bytes"))),
+               "onnx ms (batch 1)": "unavailable" if onnx_ms is None else f"{onnx_ms:.4f}"}
+        if budget:
+            row[budget] = _verdict(rs, budget)
+        out.append(row)
+    return out
+
+
 def _progress_printer(stream=sys.stderr):
     last = {"t": 0.0}
 
@@ -179,6 +226,11 @@ def cmd_run(args):
         print()
         return
     print(format_table(rows))
+    budget = get_preset(args.preset).get("budget") if args.preset else None
+    if len(results) > len({(r["role"], r["model"], r["method"], r["T"], r["alpha"]) for r in rows}) or budget:
+        print("\nOver seeds: accuracy mean ± sample standard deviation; bytes and latency are means"
+              + (f"; {budget}: the deployment budget's verdict on every seed" if budget else "") + ":")
+        print(format_table(summary_rows(results, budget)))
     for r in results:
         lines = format_measurements(r)
         if lines:
@@ -204,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset")
     run.add_argument("--data", action="append", metavar="KEY=VALUE",
                      help="a data set knob, e.g. --data path=my.csv --data label_column=species; repeat for several")
-    run.add_argument("--teacher", help="model name or arch:knob=value,... (e.g. cnn:channels=32-64)")
+    run.add_argument("--teacher", action="append",
+                     help="model name or arch:knob=value,... (e.g. cnn:channels=32-64, gradient-boosting:max_iter=200), "
+                          "onnx:path=model.onnx[,outputs=probabilities] or outputs:path=outputs.npz[,values=logits]; "
+                          "repeat for an ensemble")
+    run.add_argument("--ensemble", choices=ENSEMBLE.choices, help="how several --teacher combine (default mean-logits)")
     run.add_argument("--student", action="append", help="student model; repeat for several")
     run.add_argument("--method", action="append", help="method; repeat for several")
     run.add_argument("--temperature", type=float, action="append")

@@ -10,6 +10,9 @@ ROLES = (TEACHER, ASSISTANT, STUDENT)
 # The method of a model trained from the labels alone: every teacher, and each student's baseline.
 SCRATCH = "scratch"
 
+# How an ensemble combines its teachers: the mean of their logits, or of their probabilities.
+ENSEMBLE_RULES = ("mean-logits", "mean-probabilities")
+
 # Statuses of a run in the store.
 QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED = "queued", "running", "done", "failed", "cancelled", "interrupted"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED, INTERRUPTED)

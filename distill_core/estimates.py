@@ -13,7 +13,7 @@ import pandas as pd
 from .constants import SCRATCH, STUDENT
 from .measure.compute import count_flops
 from .methods import EMBEDDING, FEATURES, METHODS
-from .models import build_model, count_params, describe_spec, normalise_spec
+from .models import build_model, count_params, describe_spec, is_estimator, is_network, normalise_spec
 from .run_config import RunConfig
 
 # Rough speeds for the run-time estimate, measured on one thread of a shared 2-core CPU with
@@ -47,8 +47,9 @@ def model_summary(spec, input_shape, num_classes: int) -> dict:
 
 
 def spec_key(spec) -> str:
-    """A model spec as the key of `estimate_runs`'s summaries."""
-    return json.dumps(normalise_spec(spec), sort_keys=True)
+    """A model spec as the key of `estimate_runs`'s summaries (a teacher's that only describes
+    it, e.g. an ONNX file's, as it is)."""
+    return json.dumps(normalise_spec(spec) if is_network(spec) or is_estimator(spec) else spec, sort_keys=True)
 
 
 def ratio(a, b) -> float | None:
@@ -93,6 +94,10 @@ def estimate_runs(runs: list[RunConfig], n_train: int, summaries: dict[str, dict
     for run in runs:
         if run.hash in skip:
             per_run.append({"hash": run.hash, "seconds": 0.0, "reused": True})
+            continue
+        if not is_network(run.model):  # fitted, loaded or combined, not trained epoch by epoch: its overhead
+            per_run.append({"hash": run.hash, "seconds": RUN_OVERHEAD_S, "reused": False})
+            teacher_s += RUN_OVERHEAD_S
             continue
         summary = summaries.get(spec_key(run.model)) or {}
         t = run.train

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 from .constants import STUDENT
 from .errors import DistillError
-from .models import NAMED_SIZES, normalise_spec
+from .models import ARCHITECTURES, NAMED_SIZES, describe_spec, normalise_spec
 from .run_config import RunConfig
 
 
@@ -28,6 +28,8 @@ def model_label(spec: dict | str | None) -> str | None:
         return None
     if isinstance(spec, str):
         return spec
+    if spec.get("arch") not in ARCHITECTURES:  # a teacher given as a file, or an ensemble: its spec describes it
+        return describe_spec(spec)
     named = _named_sizes().get(json.dumps(spec, sort_keys=True))
     if named:
         return named
@@ -45,12 +47,19 @@ def method_label(method: dict) -> str:
     return " ".join([name, *bits])
 
 
-def run_label(config: RunConfig) -> str:
-    """The label stored with a run: what it trains and how."""
+# How a run's label names a teacher that was not trained here from the labels (teachers.py kinds).
+KIND_NOTES = {"weights": "loaded weights", "sklearn": "scikit-learn", "onnx": "ONNX file", "outputs": "outputs file",
+              "ensemble": "ensemble"}
+
+
+def run_label(config: RunConfig, teacher_kind: str | None = None) -> str:
+    """The label stored with a run: what it trains and how, and (for a teacher not trained here
+    from the labels) the kind of teacher it is or learns from (teachers.teacher_kind)."""
     model = model_label(config.model)
+    kind = teacher_kind or ("weights" if config.weights else None)
+    note = KIND_NOTES.get(kind)
     if config.role != STUDENT:
-        source = " (loaded weights)" if config.weights else ""
-        return f"{config.role} {model}{source}"
+        return f"{config.role} {model}" + (f" ({note})" if note and kind not in ("onnx", "outputs", "ensemble") else "")
     omitted = (config.transfer or {}).get("omit_class")
     without = f" · without class {omitted}" if omitted is not None else ""
-    return f"{model} · {method_label(config.method)}{without} · seed {config.seed}"
+    return f"{model} · {method_label(config.method)}{without} · seed {config.seed}" + (f" · {note} teacher" if note else "")

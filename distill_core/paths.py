@@ -7,7 +7,8 @@
       runs/<run hash>/          one folder per run: config.json, result.json, weights.safetensors,
                                 model.onnx, model.int8.onnx, model.pt2, model_card.md/.json, emissions.csv
       teachers/<teacher hash>/  the teacher cache (teachers.py): config.json, meta.json,
-                                weights.safetensors, logits.safetensors
+                                logits.safetensors, and weights.safetensors (a network) or
+                                model.onnx (a scikit-learn model, never pickled)
       uploads/                  files given on the New experiment page (uploads.py)
       measure/<name>/           what `python -m distill_core measure` writes
       logs/pool.log, pool.lock  the background worker pool (jobs/executor.py)

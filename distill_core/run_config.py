@@ -16,8 +16,8 @@ from .errors import ConfigError
 from .files import content_hash
 from .train_params import ADDED_LATER, DEFAULTS, NON_SEMANTIC
 
-# Execution settings: they change where and how fast a run goes, not its numbers.
-_NOT_IDENTITY = ("measure",)
+# Execution settings: they change where and how fast a run goes (or when), not its numbers.
+_NOT_IDENTITY = ("measure", "after")
 
 
 @dataclass(frozen=True, eq=True)
@@ -33,8 +33,15 @@ class RunConfig:
     seed: int = 0
     teacher: RunConfig | None = None  # whom a student (or an assistant) learns from
     weights: dict | None = None  # {"path", "sha256"}: a teacher loaded from the user's file
+    # A teacher that is not a network of this lab, given as a file: {"kind": "onnx" or "outputs",
+    # "path", "sha256", **its options} (teachers.py); its `model` then only describes it.
+    source: dict | None = None
+    members: tuple[RunConfig, ...] = ()  # an ensemble's teachers, each a teacher config of its own
     transfer: dict | None = None  # students only: {"omit_class": k} (Hinton et al. 2015, sec. 3)
     measure: dict | None = None  # measurement settings (measure.settings); not part of the identity
+    # Scheduling only (not part of the identity): the hash of a run that must finish first when
+    # it is not this run's teacher. An ensemble makes its members, so their own runs wait for it.
+    after: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
@@ -43,15 +50,18 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"run config: unknown field(s) {', '.join(unknown)}")
         teacher = d.get("teacher")
-        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None})
+        members = tuple(cls.from_dict(m) for m in d.get("members") or ())
+        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None, "members": members})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict; optional fields only when set (the stored shape, hashed)."""
         d = {"role": self.role, "dataset": self.dataset, "model": self.model, "method": self.method,
              "train": self.train, "seed": self.seed, "teacher": self.teacher.to_dict() if self.teacher else None}
-        for key in ("weights", "transfer", "measure"):
+        for key in ("weights", "source", "transfer", "measure", "after"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
+        if self.members:
+            d["members"] = [m.to_dict() for m in self.members]
         return d
 
     @cached_property
@@ -64,6 +74,8 @@ class RunConfig:
         d["train"] = {k: v for k, v in self.train.items()
                       if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == DEFAULTS[k])}
         d["teacher"] = self.teacher._identity() if self.teacher else None
+        if self.members:
+            d["members"] = [m._identity() for m in self.members]
         return d
 
     def __hash__(self) -> int:
@@ -93,4 +105,5 @@ class RunConfig:
             return self
         train = self.train if self.train.get("threads") else {**self.train, "threads": threads}
         teacher = self.teacher.with_threads(threads) if self.teacher else None
-        return dataclasses.replace(self, train=train, teacher=teacher)
+        members = tuple(m.with_threads(threads) for m in self.members)
+        return dataclasses.replace(self, train=train, teacher=teacher, members=members)

@@ -63,30 +63,39 @@ def decision_surface(config: RunConfig, weights: str | Path, steps: int = 120) -
 def sample_logits(config: RunConfig, home: str | Path, n: int = 8, seed: int = 0, split: str = "test") -> dict:
     """Logits of a finished run's model (and of its teacher) on `n` samples of `split`.
 
-    Returns the inputs, labels, class names, "student" logits, and "teacher" logits or None with
-    "teacher_reason". Raises FileNotFoundError when the run's own weights are gone.
+    A teacher without a network of this lab (an ONNX file, a file of outputs, a scikit-learn
+    model, an ensemble) gives its cached logits on those samples. Returns the inputs, labels,
+    class names, "student" logits, and "teacher" logits or None with "teacher_reason". Raises
+    FileNotFoundError when the run's own weights (or cached logits) are gone.
     """
-    w = run_weights(home, config)
-    if not w.is_file():
-        raise FileNotFoundError(f"the run's weights are not in {w.parent} (deleted?)")
-    model, data = load_run_model(config, w)
+    data = load_data(config.dataset)
     x, y = data.split(split)
     idx = np.random.default_rng(seed).choice(len(y), size=min(n, len(y)), replace=False)
     xs = x[torch.as_tensor(idx)]
     info = data.info
     out = {"x": xs.numpy(), "y": y[torch.as_tensor(idx)].numpy(), "index": idx.tolist(), "kind": info.kind,
            "input_shape": list(info.input_shape), "class_names": list(info.class_names),
-           "student": predict_logits(model, xs).numpy(), "teacher": None, "teacher_reason": None}
+           "student": _outputs(config, home, xs, split, idx), "teacher": None, "teacher_reason": None}
     if config.teacher is None:
         out["teacher_reason"] = "this run is the teacher itself"
         return out
-    tw = teacher_weights(home, config)
-    if tw is None:
-        out["teacher_reason"] = "the teacher's weights are no longer stored (its run or cache entry was deleted)"
-    else:
-        teacher, _ = load_run_model(config.teacher, tw)
-        out["teacher"] = predict_logits(teacher, xs).numpy()
+    try:
+        out["teacher"] = _outputs(config.teacher, home, xs, split, idx)
+    except FileNotFoundError:
+        out["teacher_reason"] = "the teacher is no longer stored (its run or cache entry was deleted)"
     return out
+
+
+def _outputs(config: RunConfig, home: str | Path, xs: torch.Tensor, split: str, idx: np.ndarray) -> np.ndarray:
+    """A run's logits on samples `xs` (rows `idx` of `split`): from its weights, or for a teacher
+    without them, its cached logits."""
+    w = run_weights(home, config) if config.is_student else teacher_weights(home, config, own=True)
+    if w is not None and w.is_file():
+        return predict_logits(load_run_model(config, w)[0], xs).numpy()
+    cached = None if config.is_student else TeacherCache(home).logits(config.hash)
+    if cached is None:
+        raise FileNotFoundError(f"the run's weights are not in {paths.run_folder(home, config.hash)} (deleted?)")
+    return cached[split][torch.as_tensor(idx)].numpy()
 
 
 def teacher_test_outputs(home: str | Path, teacher_hash: str, config: RunConfig) -> dict | None:

@@ -1,19 +1,23 @@
 """Teachers: the kinds of teacher a student can learn from, their one identity, and the cache.
 
 A teacher is a run config of role teacher or assistant (`RunConfig`); its identity is that
-config's `hash` (a file it reads is in the config with its sha256). It is trained or loaded once
-per home folder and kept in `teachers/<hash>/` (paths.py) with its logits on every split, so
-every student of the same teacher skips both the teacher's training and its forward passes.
+config's `hash` (a file it comes from is in the config with its sha256). It is made once per
+home folder and kept in `teachers/<hash>/` (paths.py) with its logits on every split, so every
+student of the same teacher skips both the teacher's making and its forward passes.
 
 Kinds, one `Teacher` subclass each, picked by `teacher_of(config)`:
 
     trained    a lab architecture trained here from the labels
     weights    a lab architecture loaded from the user's checkpoint (checked against its sha256)
     distilled  a lab architecture distilled here from another teacher (TAKD's assistant)
+    sklearn    a scikit-learn model fitted here on a table (models/estimators.py), kept as ONNX
+    onnx       an ONNX file run in ONNX Runtime (checked by onnx_files.py)
+    outputs    a file of the teacher's outputs, one row per sample (outputs_files.py)
+    ensemble   the mean of several teachers' logits or probabilities, each made and cached alone
 
-A new kind (an ONNX file, a file of outputs, a scikit-learn model, an ensemble) is a new subclass
-that says which configs it serves and how it gets its model, or only its logits: a teacher
-without a network (`model` None) serves the methods that need logits only.
+The first three are networks of this lab: their weights are cached and every method can use
+them. The others give only their logits (`TeacherOutputs.model` is None): the methods that need
+a teacher's features refuse them (config.expand says which methods work).
 """
 from __future__ import annotations
 
@@ -24,24 +28,26 @@ import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import paths
+from . import onnx_files, outputs_files, paths
 from .data import DataBundle
 from .data.cache import load_data, name_and_knobs
 from .engine.device import pick_device
 from .engine.train import TrainResult, train_model
-from .errors import ModelError
+from .errors import DistillError, ModelError
 from .evaluate import evaluate_logits, predict_logits
-from .files import file_sha256, write_json
+from .files import file_sha256, write_atomic, write_json
 from .labels import model_label
 from .methods import make_method
-from .models import DistillNet, build_model, count_params, load_weights, save_weights
+from .models import DistillNet, build_model, count_params, is_estimator, load_weights, save_weights
+from .models.estimators import fit_estimator, log_probabilities, to_onnx_bytes
 from .run_config import RunConfig
 
 SPLITS = ("train", "val", "test")
@@ -55,8 +61,20 @@ class TeacherOutputs:
 
     model: DistillNet | None  # None for a teacher without a network of this lab: logit methods only
     logits: dict[str, torch.Tensor]  # per split, for the cached-logits path of the training loop
-    meta: dict  # role, model, params, test_accuracy, train, phases, created
+    meta: dict  # kind, role, model, params, test_accuracy, train, phases, created (and what the kind adds)
     cached: bool  # taken from the cache (True) or made by this run
+    onnx: Path | None = None  # the ONNX file that computes it, for a teacher measured through one
+
+
+@dataclass
+class Made:
+    """What a kind makes: a network (its logits are then computed from it) or the logits alone."""
+
+    model: DistillNet | None = None
+    train: TrainResult | None = None
+    logits: dict[str, torch.Tensor] | None = None
+    onnx: bytes | None = None  # a fitted scikit-learn model, kept as ONNX in its cache folder
+    meta: dict = field(default_factory=dict)  # what the kind adds to the meta
 
 
 def build(config: RunConfig, data: DataBundle) -> DistillNet:
@@ -69,6 +87,22 @@ def all_logits(model: DistillNet, data: DataBundle, device: str = "cpu") -> dict
     return {s: predict_logits(model, data.split(s)[0], device=device) for s in SPLITS}
 
 
+def _split_rows(full: np.ndarray, data: DataBundle) -> dict[str, torch.Tensor]:
+    """Rows computed for the splits one after another (train, val, test) cut back into splits."""
+    sizes = data.sizes()
+    out, start = {}, 0
+    for s in SPLITS:
+        out[s] = torch.from_numpy(np.ascontiguousarray(full[start : start + sizes[s]]))
+        start += sizes[s]
+    return out
+
+
+def _unchanged(source: dict) -> None:
+    """Refuse a teacher file edited after the experiment was submitted (its sha256 is its identity)."""
+    if Path(source["path"]).is_file() and file_sha256(source["path"]) != source["sha256"]:
+        raise ModelError(f"{source['path']}: the file changed after the experiment was submitted; submit it again")
+
+
 # -- kinds -------------------------------------------------------------------------------------------
 
 
@@ -76,6 +110,7 @@ class Teacher(ABC):
     """One kind of teacher, for one teacher config."""
 
     kind: ClassVar[str]
+    network: ClassVar[bool] = True  # a network of this lab: weights cached, features for every method
 
     def __init__(self, config: RunConfig):
         self.config = config
@@ -91,18 +126,27 @@ class Teacher(ABC):
         """Whether a teacher config is of this kind."""
 
     @property
-    def parent(self) -> RunConfig | None:
-        """A teacher this one learns from (trained first), if any."""
-        return None
+    def parents(self) -> tuple[RunConfig, ...]:
+        """Teachers this one is made from (made first): its own teacher, or an ensemble's members."""
+        return ()
 
     @abstractmethod
-    def make(self, data: DataBundle, recorder, parent: TeacherOutputs | None,
-             on_progress: ProgressFn | None, should_stop: StopFn | None) -> tuple[DistillNet, TrainResult | None]:
-        """Train or load its network (`recorder.phase` times the training)."""
+    def make(self, data: DataBundle, recorder, parents: list[TeacherOutputs],
+             on_progress: ProgressFn | None, should_stop: StopFn | None) -> Made:
+        """Train, fit or load it (`recorder.phase` times the work)."""
 
-    def load(self, data: DataBundle, folder: Path) -> DistillNet:
-        """Its network from a cache folder."""
+    def load(self, data: DataBundle, folder: Path) -> DistillNet | None:
+        """Its network from a cache folder (None for a teacher without one)."""
+        if not self.network:
+            return None
         return load_weights(build(self.config, data), folder / paths.WEIGHTS).eval()
+
+    def onnx_file(self, folder: Path) -> Path | None:
+        """The ONNX file that computes it, when it is measured through one (not a lab network)."""
+        return None
+
+    def phase(self, recorder, what: str):
+        return recorder.phase(f"{self.config.role}_{what}")
 
 
 class Trained(Teacher):
@@ -112,14 +156,15 @@ class Trained(Teacher):
     def serves(cls, config):
         return config.teacher is None and config.weights is None
 
-    def make(self, data, recorder, parent, on_progress, should_stop):
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        parent = parents[0] if parents else None
         model = build(self.config, data)
         method = make_method(self.config.method_name, **self.config.method_knobs)
-        with recorder.phase(f"{self.config.role}_training"):
+        with self.phase(recorder, "training"):
             train = train_model(model, data, self.config.train, method, teacher=parent.model if parent else None,
                                 teacher_logits=parent.logits["train"] if parent else None, seed=self.config.seed,
                                 phase=self.config.role, on_progress=on_progress, should_stop=should_stop)
-        return model, train
+        return Made(model=model, train=train)
 
 
 class Distilled(Trained):
@@ -132,8 +177,8 @@ class Distilled(Trained):
         return config.teacher is not None
 
     @property
-    def parent(self):
-        return self.config.teacher
+    def parents(self):
+        return (self.config.teacher,)
 
 
 class Weights(Teacher):
@@ -143,19 +188,127 @@ class Weights(Teacher):
     def serves(cls, config):
         return config.weights is not None
 
-    def make(self, data, recorder, parent, on_progress, should_stop):
-        w = self.config.weights
-        if Path(w["path"]).is_file() and file_sha256(w["path"]) != w["sha256"]:
-            raise ModelError(f"{w['path']}: the weight file changed after the experiment was submitted; submit it again")
-        return load_weights(build(self.config, data), w["path"]), None
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        _unchanged(self.config.weights)
+        return Made(model=load_weights(build(self.config, data), self.config.weights["path"]))
 
 
-KINDS: tuple[type[Teacher], ...] = (Weights, Distilled, Trained)  # the first that serves a config wins
+class Fitted(Teacher):
+    """A scikit-learn estimator fitted on the training split; stored as its ONNX file only."""
+
+    kind = "sklearn"
+    network = False
+
+    @classmethod
+    def serves(cls, config):
+        return config.weights is None and config.source is None and is_estimator(config.model)
+
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        flat = {s: data.split(s)[0].reshape(len(data.split(s)[0]), -1).numpy() for s in SPLITS}
+        with self.phase(recorder, "training"):
+            est = fit_estimator(self.config.model, flat["train"], data.y_train.numpy(), self.config.seed,
+                                int(self.config.train.get("threads") or 1))
+        with self.phase(recorder, "logits"):
+            logits = {s: torch.from_numpy(log_probabilities(est, flat[s])) for s in SPLITS}
+        onnx = to_onnx_bytes(est, flat["train"].shape[1])
+        return Made(logits=logits, onnx=onnx, meta={"estimator": type(est).__name__, "onnx_bytes": len(onnx)})
+
+    def onnx_file(self, folder):
+        return folder / paths.ONNX
+
+
+class OnnxFile(Teacher):
+    """An ONNX model given as a file, run on every split in ONNX Runtime."""
+
+    kind = "onnx"
+    network = False
+
+    @classmethod
+    def serves(cls, config):
+        return (config.source or {}).get("kind") == "onnx"
+
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        src = self.config.source
+        _unchanged(src)
+        info = onnx_files.check_onnx(src["path"], data.info.input_shape, data.info.num_classes, max_mb=src["max_mb"])
+        with self.phase(recorder, "logits"):
+            session = onnx_files.session(src["path"], int(self.config.train.get("threads") or 1),
+                                         self.config.train.get("device", "cpu"))
+            x = torch.cat([data.split(s)[0] for s in SPLITS]).numpy()
+            scores = onnx_files.run(session, info, x)
+        logits, how = outputs_files.to_logits(scores, src["outputs"], src["path"])
+        return Made(logits=_split_rows(logits, data),
+                    meta={"outputs_taken_as": how, "onnx_bytes": info.bytes, "opsets": info.opsets,
+                          "producer": info.producer, "fixed_batch": info.batch})
+
+    def onnx_file(self, folder):
+        return Path(self.config.source["path"])
+
+
+class OutputsFile(Teacher):
+    """A file of teacher outputs, one row per sample, split with the data set's own split."""
+
+    kind = "outputs"
+    network = False
+
+    @classmethod
+    def serves(cls, config):
+        return (config.source or {}).get("kind") == "outputs"
+
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        src = self.config.source
+        _unchanged(src)
+        full, how = outputs_files.read_outputs(src["path"], data, src["values"], src["id_column"], src["max_mb"])
+        return Made(logits=outputs_files.per_split(full, data), meta={"outputs_taken_as": how})
+
+
+class Ensemble(Teacher):
+    """Several teachers as one: the mean of their logits, or the log of the mean of their
+    probabilities. Each member is made and cached on its own (and has a run of its own)."""
+
+    kind = "ensemble"
+    network = False
+
+    @classmethod
+    def serves(cls, config):
+        return bool(config.members)
+
+    @property
+    def parents(self):
+        return self.config.members
+
+    def make(self, data, recorder, parents, on_progress, should_stop):
+        rule = self.config.model["combine"]
+        with self.phase(recorder, "logits"):
+            if rule == "mean-logits":
+                logits = {s: torch.stack([p.logits[s] for p in parents]).mean(0) for s in SPLITS}
+            else:
+                logits = {s: torch.stack([p.logits[s].float().softmax(1) for p in parents]).mean(0).clamp_min(
+                    outputs_files.EPS).log() for s in SPLITS}
+        agreement = lambda p: float((p.logits["test"].argmax(1) == logits["test"].argmax(1)).float().mean())
+        members = [{"hash": m.hash, "kind": teacher_of(m).kind, "model": model_label(m.model),
+                    "test_accuracy": p.meta.get("test_accuracy"), "agreement_with_ensemble": agreement(p)}
+                   for m, p in zip(self.config.members, parents)]
+        return Made(logits=logits, meta={"members": members, "combine": rule})
+
+
+# The first that serves a config wins.
+KINDS: tuple[type[Teacher], ...] = (Ensemble, OnnxFile, OutputsFile, Weights, Distilled, Fitted, Trained)
 
 
 def teacher_of(config: RunConfig) -> Teacher:
     """The teacher a teacher config describes, as its kind."""
     return next(kind(config) for kind in KINDS if kind.serves(config))
+
+
+def kind_of(config: RunConfig) -> str:
+    """A teacher config's kind: trained, weights, distilled, sklearn, onnx, outputs or ensemble."""
+    return teacher_of(config).kind
+
+
+def teacher_kind(config: RunConfig) -> str:
+    """The kind of the teacher a run is (a teacher or assistant run) or learns from (a student)."""
+    return kind_of(config.teacher if config.is_student else config)
 
 
 def check_weights(model_spec: dict, path: str | Path, input_shape, num_classes: int) -> None:
@@ -190,13 +343,17 @@ class TeacherCache:
     def load(self, teacher: Teacher, data: DataBundle) -> TeacherOutputs:
         folder = self.folder(teacher.key)
         meta = json.loads((folder / paths.META).read_text())
-        return TeacherOutputs(teacher.load(data, folder), self.logits(teacher.key), meta, cached=True)
+        return TeacherOutputs(teacher.load(data, folder), self.logits(teacher.key), meta, cached=True,
+                              onnx=teacher.onnx_file(folder))
 
-    def save(self, teacher: Teacher, model: DistillNet, logits: dict, meta: dict) -> None:
+    def save(self, teacher: Teacher, made: Made, logits: dict, meta: dict) -> None:
         """Write into a temporary folder, then rename it into place (atomic)."""
         final = self.folder(teacher.key)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
-        save_weights(model, tmp / paths.WEIGHTS)
+        if made.model is not None:
+            save_weights(made.model, tmp / paths.WEIGHTS)
+        if made.onnx is not None:
+            write_atomic(tmp / paths.ONNX, made.onnx)
         save_file({k: v.contiguous() for k, v in logits.items()}, str(tmp / paths.LOGITS))
         write_json(tmp / paths.CONFIG, teacher.config.to_dict())
         write_json(tmp / paths.META, meta)
@@ -232,45 +389,79 @@ class TeacherCache:
 
 def obtain(config: RunConfig, cache: TeacherCache, recorder, on_progress: ProgressFn | None = None,
            should_stop: StopFn | None = None) -> TeacherOutputs:
-    """The teacher of a teacher config: from the cache, or made now (its own teacher first) and
-    cached. `recorder` (measure.phases.PhaseRecorder) gets the training and logits phases."""
+    """The teacher of a teacher config: from the cache, or made now (the teachers it is made from
+    first) and cached. `recorder` (measure.phases.PhaseRecorder) gets the phases of the work."""
     teacher = teacher_of(config)
     data = load_data(config.dataset)
     if cache.has(teacher.key):
         return cache.load(teacher, data)
-    parent = obtain(teacher.parent, cache, recorder, on_progress, should_stop) if teacher.parent else None
-    model, train = teacher.make(data, recorder, parent, on_progress, should_stop)
-    role = config.role
-    with recorder.phase(f"{role}_logits"):  # on the training device: a big teacher's forward passes are not cheap
-        device = pick_device(config.train["device"])
-        logits = all_logits(model.to(device), data, device)
-        model.cpu()
-    meta = {"role": role, "model": config.model, "dataset": config.dataset["name"], "params": count_params(model),
+    parents = []
+    for p in teacher.parents:  # each in a recorder of its own, so its cache entry keeps its own phases
+        own = recorder.fresh()
+        parents.append(obtain(p, cache, own, on_progress, should_stop))
+        recorder.absorb(own)
+    made = teacher.make(data, recorder, parents, on_progress, should_stop)
+    logits = made.logits
+    if logits is None:
+        with teacher.phase(recorder, "logits"):  # on the training device: a big teacher's forward passes are not cheap
+            device = pick_device(config.train["device"])
+            logits = all_logits(made.model.to(device), data, device)
+            made.model.cpu()
+    meta = {"kind": teacher.kind, "role": config.role, "model": config.model, "dataset": config.dataset["name"],
+            "params": count_params(made.model) if made.model is not None else None,
             "test_accuracy": evaluate_logits(logits["test"], data.y_test)["accuracy"],
-            "train": train.as_dict() if train else None, "phases": dict(recorder.phases), "created": time.time()}
-    cache.save(teacher, model, logits, meta)
-    return TeacherOutputs(model, logits, meta, cached=False)
+            "train": made.train.as_dict() if made.train else None, "phases": dict(recorder.phases),
+            "created": time.time(), **made.meta}
+    cache.save(teacher, made, logits, meta)
+    return TeacherOutputs(made.model, logits, meta, cached=False, onnx=teacher.onnx_file(cache.folder(teacher.key)))
+
+
+def export_outputs(home: str | Path, config: RunConfig, path: str | Path) -> Path:
+    """A cached teacher's logits as an outputs file (NPZ, `logits` (N, K) float32, one row per
+    sample in the data set's original order): what a `teacher: {outputs: PATH}` reads back."""
+    logits = TeacherCache(home).logits(config.hash)
+    if logits is None:
+        raise ModelError(f"teacher {config.hash} is not in the cache of {home}: run it first")
+    full = outputs_files.in_data_order(logits, load_data(config.dataset))
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez(f, logits=full)
+    return path
 
 
 # -- what the pages look up ------------------------------------------------------------------------------
 
 
-def teacher_weights(home: str | Path, config: RunConfig) -> Path | None:
-    """Where the weights of a run's teacher are: the teacher cache, else the teacher run's folder."""
-    if config.teacher is None:
+def teacher_weights(home: str | Path, config: RunConfig, own: bool = False) -> Path | None:
+    """Where the weights of a run's teacher are (with `own`, of the teacher run `config` itself):
+    the teacher cache, else the teacher run's folder. None for a teacher without weights."""
+    if not own and config.teacher is None:
         return None
-    key = config.teacher_hash
+    key = config.hash if own else config.teacher_hash
     for folder in (paths.teacher_folder(home, key), paths.run_folder(home, key)):
         if (folder / paths.WEIGHTS).is_file():
             return folder / paths.WEIGHTS
     return None
 
 
+def spec_fields(config: RunConfig) -> dict:
+    """The ExperimentSpec fields that name this very teacher (so a new experiment reuses it):
+    `teacher`, or for an ensemble `teachers` and `ensemble`."""
+    kind, src = kind_of(config), config.source or {}
+    if kind == "ensemble":
+        return {"teachers": [spec_fields(m)["teacher"] for m in config.members], "ensemble": config.model["combine"]}
+    if kind in ("onnx", "outputs"):
+        return {"teacher": {kind: src["path"], **{k: v for k, v in src.items() if k not in ("kind", "path", "sha256")}}}
+    if kind == "weights":
+        return {"teacher": {"weights": config.weights["path"], "model": config.model}}
+    return {"teacher": config.model}
+
+
 def reusable(home: str | Path, dataset: str | None = None) -> list[dict]:
-    """Cached teachers a new experiment can reuse, newest first. Each: hash, role, dataset,
+    """Cached teachers a new experiment can reuse, newest first. Each: hash, kind, role, dataset,
     model (short name), model_spec, params, test_accuracy, created, config, and spec_fields:
-    the ExperimentSpec fields (dataset, dataset_knobs, teacher, teacher_train) that make a new
-    experiment reuse this very teacher instead of training one."""
+    the ExperimentSpec fields (dataset, dataset_knobs, teacher or teachers and ensemble,
+    teacher_train) that make a new experiment reuse this very teacher instead of making one."""
     out = []
     for t in TeacherCache(home).list():
         cfg = t["config"]
@@ -279,11 +470,15 @@ def reusable(home: str | Path, dataset: str | None = None) -> list[dict]:
         name, knobs = name_and_knobs(cfg["dataset"])
         if dataset is not None and name != dataset:
             continue
+        try:
+            config = RunConfig.from_dict(cfg)
+        except DistillError:  # written by another version of the lab
+            continue
         out.append({
-            "hash": t["hash"], "role": t.get("role"), "dataset": name, "model": model_label(cfg.get("model")),
-            "model_spec": cfg.get("model"), "params": t.get("params"), "test_accuracy": t.get("test_accuracy"),
-            "created": t.get("created"), "config": cfg,
-            "spec_fields": {"dataset": name, "dataset_knobs": knobs, "teacher": cfg.get("model"),
-                            "teacher_train": cfg.get("train")},
+            "hash": t["hash"], "kind": kind_of(config), "role": t.get("role"), "dataset": name,
+            "model": model_label(cfg.get("model")), "model_spec": cfg.get("model"), "params": t.get("params"),
+            "test_accuracy": t.get("test_accuracy"), "created": t.get("created"), "config": cfg,
+            "spec_fields": {"dataset": name, "dataset_knobs": knobs, "teacher_train": cfg.get("train"), "teachers": [],
+                            **spec_fields(config)},
         })
     return sorted(out, key=lambda t: -(t["created"] or 0))

@@ -39,6 +39,7 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
     ds = c1.selectbox("Data set", sets, key="cmp-dataset")
     f = frame[frame["dataset"] == ds]
     teacher_name = f["teacher"].where(f["role"] == STUDENT, f["model"])
+    teacher_name = teacher_name.where(f["member_of"].isna(), f["member_of"])  # an ensemble's members come with it
     teachers = sorted(teacher_name.dropna().unique())
     pick_t = c2.multiselect("Teacher", teachers, default=teachers, key=f"cmp-teacher-{ds}")
     students = f[f["role"] == STUDENT]
@@ -58,7 +59,8 @@ def section_tradeoffs(sel: pd.DataFrame, colours: dict, average: bool) -> None:
     pts["kind"] = F.kind_of(pts)
     st.caption("Each point is " + ("a configuration, averaged over its seeds (bars: one standard deviation)"
                                    if average else "one run") +
-               ". The teacher (star) and the scratch students (grey) are the landmarks; the dotted staircase is "
+               ". The teacher (star), an ensemble teacher's members (open stars; the ensemble's costs are the sum of "
+               "theirs) and the scratch students (grey) are the landmarks; the dotted staircase is "
                "the Pareto frontier: no other run is both cheaper and more accurate.")
     cols = st.columns(2)
     for i, (key, c) in enumerate(costs.items()):
@@ -218,7 +220,7 @@ def section_budgets(sel: pd.DataFrame, home: str) -> None:
     html_download(fig, "budget", "budget")
 
 
-TABLE_COLUMNS = ["run_id", "label", "role", "model", "method", "temperature", "alpha", "seed", "accuracy",
+TABLE_COLUMNS = ["run_id", "label", "role", "teacher_kind", "member_of", "model", "method", "temperature", "alpha", "seed", "accuracy",
                  "teacher_agreement", "teacher_accuracy", "params", "measure.size.fp32_bytes", "measure.size.int8_bytes",
                  "measure.compute.flops", "measure.latency.torch.median_ms", "measure.latency.onnx.median_ms",
                  "training_kwh", "energy.inference_kwh_per_1000", "energy.label"]
@@ -239,7 +241,7 @@ def main() -> None:
     st.caption("What does a student give up, and what does it get? Accuracy against size, speed and energy, "
                "with the teacher and the scratch student as landmarks.")
     store = state.store()
-    frame = A.add_training_energy(state.results_frame())
+    frame = A.with_ensembles(A.add_training_energy(state.results_frame()))
     counts = store.queue_state()
     if frame.empty:
         st.info("No finished runs yet. Start the quick demo on the Home page or design an experiment; "

@@ -21,9 +21,9 @@ from distill_core.methods import ALPHA, METHODS, TEMPERATURE
 from distill_core.presets import PRESETS
 from distill_core.train_params import TRAIN_PARAMS
 from ui import forms, state
-from ui.experiment_form import (DEFAULTS, HIDDEN_TRAIN, MAIN_TRAIN, NEW, REUSE, UPLOAD, data_uploaded, draw_preview,
-                                load_file, load_preset, model_table, weights_uploaded)
-from ui.format import fmt_count, fmt_pct, fmt_seconds, fmt_time, plural
+from ui.experiment_form import DEFAULTS, MAIN_TRAIN, data_uploaded, draw_preview, load_file, load_preset, model_table
+from ui.teacher_form import HIDDEN_TRAIN, MODES, teacher_section
+from ui.format import fmt_seconds, plural
 from ui.nav import PAGES, page_setup
 
 page_setup()
@@ -79,52 +79,17 @@ kind = preview["kind"] if preview else entry.extra.get("kind")
 
 # -- 2. teacher ----------------------------------------------------------------------------------
 st.header("2 · Teacher")
-mode = st.radio("Teacher", [NEW, REUSE, UPLOAD], key="ne_teacher_mode", horizontal=True, label_visibility="collapsed")
-teacher_spec, teacher_model, teacher_train, reuse_fields = None, None, None, None
-if mode == NEW:
-    teacher_model, errs = forms.model_picker("ne_t", "Teacher model", kind, default="cnn-large" if kind in ("image", "signal") else "mlp-medium")
-    problems.setdefault("teacher", []).extend(errs)
-    teacher_spec = teacher_model
-elif mode == REUSE:
-    found = teachers.reusable(s.home, dataset=dataset)
-    if not found:
-        st.info(f"No trained teacher for {dataset} yet: train a new one (it is cached and reused by later experiments).")
-        problems.setdefault("teacher", []).append("no trained teacher to reuse for this data set")
-    else:
-        by_hash = {t["hash"]: t for t in found}
-        pick = st.selectbox("Trained teacher", list(by_hash), key="ne_t_reuse",
-                            format_func=lambda h: f"{by_hash[h]['model']} · test accuracy {fmt_pct(by_hash[h]['test_accuracy'])} · "
-                                                  f"{fmt_count(by_hash[h]['params'])} params · trained {fmt_time(by_hash[h]['created'])}")
-        reuse_fields = by_hash[pick]["spec_fields"]
-        teacher_model = teacher_spec = reuse_fields["teacher"]
-        if reuse_fields["dataset_knobs"] != ds_knobs:
-            st.caption("This teacher was trained with other data set settings; the experiment uses its settings: "
-                       + ", ".join(f"{k}={v}" for k, v in reuse_fields["dataset_knobs"].items()))
-else:
-    st.file_uploader(f"Teacher weights (.safetensors, or a .pt / .pth state dict; at most {settings['upload_mb']} MB)",
-                     type=["safetensors", "pt", "pth"], key="ne_tw_file", on_change=weights_uploaded,
-                     max_upload_size=int(settings["upload_mb"]))
-    if ss.get("ne_tw_error"):
-        problem("teacher", ss["ne_tw_error"])
-    path = st.text_input("…or the path of a weight file on this machine", key="ne_tw_path")
-    teacher_model, errs = forms.model_picker("ne_tu", "Architecture of these weights", kind, default="cnn-large")
-    problems.setdefault("teacher", []).extend(errs)
-    if not path:
-        problems.setdefault("teacher", []).append("upload the teacher's weights or give their path")
-    elif teacher_model is not None and preview is not None:
-        try:
-            teachers.check_weights(teacher_model, path, preview["input_shape"], preview["num_classes"])
-            st.success("The weights fit this architecture.", icon=":material/check_circle:")
-            teacher_spec = {"weights": path, "model": teacher_model}
-        except DistillError as exc:
-            problem("teacher", str(exc))
-if mode == NEW:
-    ss.setdefault("ne_t_same", True)
-    if not st.checkbox("Train the teacher with the students' settings (section 5)", key="ne_t_same"):
-        with st.container(border=True):
-            st.caption("Teacher training")
-            teacher_train, errs = forms.param_form(TRAIN_PARAMS, "ne_tt", "teacher training", skip=HIDDEN_TRAIN, columns=4)
-            problems.setdefault("teacher", []).extend(errs.values())
+mode = st.radio("Teacher", MODES, key="ne_teacher_mode", horizontal=True, label_visibility="collapsed")
+
+
+def teacher_problem(message: str, shown: bool = True) -> None:
+    if shown:
+        st.error(message, icon=":material/error:")
+    problems.setdefault("teacher", []).append(message)
+
+
+teacher = teacher_section(mode, dataset, ds_knobs, kind, preview, settings, teacher_problem)
+teacher_model = teacher.model
 
 # -- 3. students ---------------------------------------------------------------------------------
 st.header("3 · Students")
@@ -134,13 +99,16 @@ students = []
 cols = st.columns(min(int(n_students), 3))
 for i in range(int(n_students)):
     with cols[i % len(cols)].container(border=True):
-        spec_i, errs = forms.model_picker(f"ne_s{i}", f"Student {i + 1}", kind, default="mlp-small")
+        spec_i, errs = forms.model_picker(f"ne_s{i}", f"Student {i + 1}", kind, default="mlp-small", networks_only=True)
         problems.setdefault("students", []).extend(errs)
         students.append(spec_i)
 
 summaries: dict[str, dict] = {}
 if preview is not None:
     models = [("teacher", teacher_model)] + [(f"student {i + 1}", m) for i, m in enumerate(students)]
+    if teacher.without_network:
+        st.caption(f"The teacher is {teacher.without_network}: its size and latency are measured when its run "
+                   "finishes (through its ONNX file, where it has one), not before.")
     summaries = model_table(models, tuple(preview["input_shape"]), preview["num_classes"], problems)
 
 # -- 4. methods ---------------------------------------------------------------------------------
@@ -154,7 +122,7 @@ baseline = st.checkbox("Also train each student from scratch: the baseline every
 if not chosen and not baseline:
     problem("methods", "choose at least one method")
 methods, uses_t, uses_a = [], False, False
-pairable = preview is not None and teacher_model is not None
+pairable = preview is not None and (teacher_model is not None or teacher.without_network is not None)
 for name in chosen:
     cls = METHODS.get(name)
     with st.expander(f"**{name}**: {cls.description}", expanded=True):
@@ -171,7 +139,8 @@ for name in chosen:
         problems.setdefault("methods", []).extend(errs.values())
         if pairable:
             try:
-                for i, why in incompatibilities(name, students, teacher_model, preview["input_shape"], preview["num_classes"]).items():
+                for i, why in incompatibilities(name, students, teacher_model, preview["input_shape"], preview["num_classes"],
+                                                teacher.without_network).items():
                     problem("methods", f"{name} cannot distil into student {i + 1}: {why}")
             except DistillError:  # a model that cannot be built: its own section says why
                 pass
@@ -230,12 +199,11 @@ name = st.text_input("Experiment name", key="ne_name", placeholder="e.g. digits 
 
 # -- 6. summary and launch -------------------------------------------------------------------------
 st.header("6 · Launch")
-spec = ExperimentSpec(name=name, dataset=dataset, dataset_knobs=ds_knobs, teacher=teacher_spec, students=students,
-                      methods=methods, temperatures=temperatures, alphas=alphas, seeds=seeds, train=train,
-                      teacher_train=teacher_train, baseline=bool(baseline))
-if reuse_fields is not None:
-    spec = dataclasses.replace(spec, dataset_knobs=reuse_fields["dataset_knobs"], teacher=reuse_fields["teacher"],
-                               teacher_train=reuse_fields["teacher_train"])
+spec = ExperimentSpec(name=name, dataset=dataset, dataset_knobs=ds_knobs, teacher=teacher.spec, teachers=teacher.members,
+                      ensemble=teacher.ensemble, students=students, methods=methods, temperatures=temperatures,
+                      alphas=alphas, seeds=seeds, train=train, teacher_train=teacher.train, baseline=bool(baseline))
+if teacher.reuse is not None:
+    spec = dataclasses.replace(spec, **{k: v for k, v in teacher.reuse.items() if k != "dataset"})
 open_problems = [m for msgs in problems.values() for m in msgs]
 runs, launched = None, state.with_settings(spec, settings)
 if open_problems:

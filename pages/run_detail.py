@@ -5,7 +5,7 @@ The run is chosen by the `run` query parameter (…/run_detail?run=12), so a lin
 """
 import streamlit as st
 
-from distill_core import analysis
+from distill_core import analysis, teachers
 from distill_core.constants import ACTIVE, DONE, QUEUED, RUNNING, STUDENT, TEACHER
 from distill_core.errors import DistillError
 from distill_core.jobs import queue
@@ -67,9 +67,14 @@ except (DistillError, KeyError):
 st.title(f"#{run_id} {short}" if run["role"] == STUDENT else f"#{run_id} {run['role']} {short}")
 bits = [status_label(run["status"]), run["role"], f"model **{model_label(cfg.get('model'))}**", f"data set **{(cfg.get('dataset') or {}).get('name')}**",
         f"method **{method.get('name')}**", f"seed {cfg.get('seed')}"]
+kind = teachers.teacher_kind(state.run_config(run))
 if cfg.get("teacher"):
-    bits.append(f"teacher **{model_label(cfg['teacher'].get('model'))}**")
+    bits.append(f"teacher **{model_label(cfg['teacher'].get('model'))}** ({kind})")
+else:
+    bits.append(f"kind **{kind}**")
 st.markdown(" · ".join(bits))
+if run["role"] != STUDENT:
+    run_tabs.teacher_source(result)
 if st.button("Choose another run", key="other_run", type="tertiary"):
     del st.query_params["run"]
     st.rerun()

@@ -1,6 +1,6 @@
 """The newcomer's path in a real browser: start the app, run the quick demo, watch it finish,
-open the distilled student, check its figures, download its ONNX file, then run a small search
-and see its front; save screenshots.
+open the distilled student, check its figures, download its ONNX file, upload it back as an ONNX
+teacher, then run a small search and see its front; save screenshots.
 
 Headless Chromium from Debian (`apt-get install chromium`) driven by Playwright through
 `executable_path` (never `playwright install`). In CI (CI=true) a missing browser fails the
@@ -229,6 +229,17 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             model = onnx.load(str(target))  # a real ONNX graph, not an error page
             assert model.graph.input[0].name == "input"
 
+            # The downloaded model as a teacher given as an ONNX file: uploaded, checked against digits.
+            page.get_by_role("link", name="New experiment", exact=True).click()
+            expect(page.get_by_role("heading", name="New experiment")).to_be_visible(timeout=30_000)
+            settle(page)
+            page.get_by_test_id("stRadio").get_by_text("An ONNX model", exact=True).click()
+            settle(page)
+            uploader = page.get_by_test_id("stFileUploader").filter(has_text="Upload an ONNX model")
+            uploader.locator("input[type=file]").set_input_files(str(target))
+            expect(page.get_by_text("The file fits this data set: an ONNX model")).to_be_visible(timeout=30_000)
+            expect(page.get_by_text("This launches 3 runs")).to_be_visible(timeout=30_000)  # teacher, scratch, kd
+
             page.get_by_role("link", name="Runs", exact=True).click()
             expect(page.get_by_role("button", name="Delete")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("Experiment", exact=True)).to_be_visible(timeout=30_000)
@@ -311,4 +322,3 @@ def test_deep_link_on_a_fresh_server_goes_through_the_app_navigation(app_server)
             expect(page.get_by_text("Page not found")).to_have_count(0)
         finally:
             browser.close()
-

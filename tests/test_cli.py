@@ -99,3 +99,29 @@ def test_own_csv_from_flags(tmp_path):
     runs = json.loads(out.stdout)["runs"]
     assert len(runs) == 3
     assert runs[0]["config"]["dataset"]["label_column"] == "kind"
+
+
+def test_tabular_preset_summary_and_teachers_from_flags(tmp_path, capsys):
+    """The preset's figures over seeds with the mcu verdict (2 seeds and 3 epochs here, to be
+    quick), then an ONNX teacher and an ensemble given by --teacher flags (in this process)."""
+    from distill_core.cli import main
+
+    out = cli("run", "--preset", "tabular-gbdt-to-mcu", "--seed", "0", "--seed", "1", "--epochs", "3", "--threads", "1",
+              home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    summary = out.stdout[out.stdout.index("Over seeds"):].splitlines()
+    header = summary[1]
+    assert {"accuracy", "int8", "onnx", "mcu"} <= set(header.split()), header
+    teacher = next(line for line in summary if line.startswith("teacher"))
+    kd = next(line for line in summary if " kd T=4" in line)
+    assert "gradient-boosting" in teacher and "not measured" in teacher  # a tree ensemble has no int8 model
+    assert "±" in kd and " 2 " in kd and kd.rstrip().endswith("fits")  # mean ± spread over 2 seeds, within the budget
+    student_onnx = next((tmp_path / "runs").glob("*/model.onnx"))
+    assert main(["--home", str(tmp_path), "run", "--dataset", "breast-cancer", "--teacher", f"onnx:path={student_onnx}",
+                 "--teacher", "gradient-boosting:max_iter=10", "--ensemble", "mean-probabilities", "--student",
+                 "mlp:hidden=4", "--method", "kd", "--epochs", "2", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["config"]["model"]["arch"] for r in runs[:3]] == ["ensemble", "onnx", "gradient-boosting"]
+    assert runs[0]["teacher"]["combine"] == "mean-probabilities" and runs[3]["teacher_kind"] == "ensemble"
+    assert main(["--home", str(tmp_path), "run", "--dataset", "breast-cancer", "--teacher", "onnx:file=x.onnx"]) == 2
+    assert "give the file" in capsys.readouterr().err

@@ -21,7 +21,7 @@ BUILTIN = [e.name for e in DATASETS if not e.extra.get("user_file")]
 SMALL = {"mnist1d": {"num_samples": 600}, "moons": {"n_samples": 200}, "circles": {"n_samples": 200},
          "spirals": {"n_samples": 200}, "blobs": {"n_samples": 200}}
 TOTAL = {"digits": 1797, "mnist-5k": 5000, "mnist1d": 600, "moons": 200, "circles": 200,
-         "spirals": 198, "blobs": 200}  # spirals: 200 // 3 arms * 3
+         "spirals": 198, "blobs": 200, "breast-cancer": 569, "wine": 178}  # spirals: 200 // 3 arms * 3
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def data_error(fn, words: str, path) -> DataError:
 
 def test_user_file_sets_are_registered():
     assert {"csv", "npz", "images"} <= set(DATASETS.names())
-    assert set(BUILTIN) >= {"digits", "mnist-5k", "mnist1d", "moons", "circles", "spirals", "blobs"}
+    assert set(BUILTIN) >= {"digits", "mnist-5k", "mnist1d", "moons", "circles", "spirals", "blobs", "breast-cancer", "wine"}
 
 
 @pytest.mark.parametrize("name", BUILTIN)

@@ -96,7 +96,8 @@ RULES = [
        "registries and plain data are the bottom layer")
       for low in ("distill_core.registry", "distill_core.methods", "distill_core.models", "distill_core.data",
                   "distill_core.run_config", "distill_core.train_params", "distill_core.paths", "distill_core.files",
-                  "distill_core.constants", "distill_core.errors", "distill_core.labels", "distill_core.evaluate")],
+                  "distill_core.constants", "distill_core.errors", "distill_core.labels", "distill_core.evaluate",
+                  "distill_core.onnx_files", "distill_core.outputs_files")],
 ]
 
 

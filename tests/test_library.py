@@ -210,7 +210,7 @@ def test_teacher_kinds_and_one_identity(home, tmp_path):
     spec = {**SPEC, "transfer": {}, "methods": ["takd"], "baseline": False}
     teacher, student = expand(ExperimentSpec.from_dict(spec))
     assert teachers.teacher_of(teacher).kind == "trained"
-    assert teachers.teacher_of(student.teacher).kind == "distilled" and teachers.teacher_of(student.teacher).parent == teacher
+    assert teachers.teacher_of(student.teacher).kind == "distilled" and teachers.teacher_of(student.teacher).parents == (teacher,)
     path = save_weights(build_model(teacher.model, (1, 8, 8), 10), tmp_path / "t.safetensors")
     loaded, _ = expand(ExperimentSpec.from_dict({**spec, "teacher": {"weights": str(path), "model": teacher.model}}))
     assert teachers.teacher_of(loaded).kind == "weights" and loaded.hash != teacher.hash  # its file is its identity

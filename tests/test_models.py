@@ -10,6 +10,8 @@ SHAPES = {"vector": (5,), "signal": (1, 40), "image": (1, 12, 12), "rgb": (3, 16
 
 def cases():
     for entry in ARCHITECTURES:
+        if entry.extra.get("estimator"):  # scikit-learn teachers are not networks (tests/test_teachers.py)
+            continue
         for kind, shape in SHAPES.items():
             if ("image" if kind == "rgb" else kind) in entry.extra["kinds"]:
                 yield entry.name, shape

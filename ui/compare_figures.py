@@ -13,15 +13,20 @@ from plotly.subplots import make_subplots
 from distill_core import analysis as A
 from distill_core.constants import SCRATCH, STUDENT, TEACHER
 
-LANDMARK_COLOURS = {TEACHER: "#222222", SCRATCH: "#9e9e9e"}
+MEMBER = "ensemble member"
+LANDMARK_COLOURS = {TEACHER: "#222222", MEMBER: "#5d4037", SCRATCH: "#9e9e9e"}
 PALETTE = px.colors.qualitative.Plotly
-HOVER = ["label", "model", "method_label", "teacher", "dataset", "train.epochs", "train.lr", "seeds", "run_ids"]
+HOVER = ["label", "model", "method_label", "teacher", "teacher_kind", "member_of", "dataset", "train.epochs", "train.lr",
+         "seeds", "run_ids"]
 
 
 def kind_of(frame: pd.DataFrame) -> pd.Series:
-    """What colours a point: the teacher, the scratch student, or the method."""
+    """What colours a point: the teacher, a member of an ensemble teacher, the scratch student,
+    or the method."""
     kind = frame["method"].fillna("?").astype(str)
     kind = kind.mask(frame["role"] != STUDENT, frame["role"])
+    if "member_of" in frame.columns:
+        kind = kind.mask((frame["role"] != STUDENT) & frame["member_of"].notna(), MEMBER)
     return kind
 
 
@@ -67,8 +72,10 @@ def trade_off_figure(pts: pd.DataFrame, column: str, title: str, colours: dict, 
     for (kind, arch), g in d.groupby([d["kind"], d["arch"].fillna("?")], sort=False):
         marker = dict(size=11, color=colours.get(kind), symbol=SYMBOLS[archs.index(arch) % len(SYMBOLS)],
                       line=dict(width=1, color="white"))
-        if kind == TEACHER:  # landmarks stand out: the teacher as a star, scratch students ringed
+        if kind == TEACHER:  # landmarks stand out: the teacher as a star, its members as open stars, scratch ringed
             marker.update(symbol="star", size=16)
+        elif kind == MEMBER:
+            marker.update(symbol="star-open", size=14, line=dict(width=2, color=colours.get(kind)))
         elif kind == SCRATCH:
             marker["line"] = dict(width=2, color="#616161")
         fig.add_trace(go.Scatter(
@@ -81,9 +88,12 @@ def trade_off_figure(pts: pd.DataFrame, column: str, title: str, colours: dict, 
                                  line=dict(color="rgba(40,40,40,0.55)", dash="dot", width=2), name="Pareto frontier",
                                  hoverinfo="skip"))
     log = len(d) > 0 and bool((d[column] > 0).all()) and d[column].max() / d[column].min() > 20
-    teachers = d[d["kind"] == TEACHER].sort_values("accuracy", ascending=False).drop_duplicates("model")
+    teachers = d[d["kind"].isin((TEACHER, MEMBER))].sort_values("accuracy", ascending=False).drop_duplicates("model")
     for _, r in teachers.iterrows():  # a log axis places annotations by log10(x)
-        fig.add_annotation(x=math.log10(r[column]) if log else r[column], y=r["accuracy"], text="teacher",
+        text = "member" if r["kind"] == MEMBER else "ensemble" if r.get("teacher_kind") == "ensemble" else "teacher"
+        if r.get("costs_from_members") is True:
+            text += " (sum of members)"
+        fig.add_annotation(x=math.log10(r[column]) if log else r[column], y=r["accuracy"], text=text,
                            showarrow=True, arrowhead=0, ax=0, ay=-24, font=dict(size=11))
     fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10), legend=dict(font=dict(size=11), orientation="h", y=-0.22, yanchor="top"),
                       title=dict(text=f"accuracy vs {title}", font=dict(size=15)),

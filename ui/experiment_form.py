@@ -19,12 +19,13 @@ from distill_core.methods import METHODS
 from distill_core.presets import PRESETS
 from distill_core.train_params import TRAIN_PARAMS
 
+from distill_core.config import TEACHER_FILES
+
 from . import figures, forms, state
 from .format import fmt_bytes, fmt_count, fmt_ratio
+from .teacher_form import NEW, ONNX, OUTPUTS, SEVERAL, UPLOAD
 
-NEW, REUSE, UPLOAD = "Train a new teacher", "Reuse a trained teacher", "Upload teacher weights"
 MAIN_TRAIN = ("epochs", "batch_size", "lr")
-HIDDEN_TRAIN = ("threads", "device")  # from the Settings page
 USER_DATA = {".csv": "csv", ".npz": "npz", ".zip": "images"}
 DEFAULTS = {"ne_temps": "4", "ne_alphas": "0.9", "ne_seeds": "0", "ne_t_mode": "list", "ne_t_from": 1.0, "ne_t_to": 8.0,
             "ne_t_count": 4, "ne_t_log": True, "ne_name": ""}
@@ -45,13 +46,20 @@ def load_spec(d: dict) -> None:
     ss["ne_dataset"] = spec.dataset
     forms.set_param_values(DATASETS.get(spec.dataset).params, f"ne_ds_{spec.dataset}", spec.dataset_knobs or {})
     teacher = spec.teacher
-    if isinstance(teacher, dict) and "weights" in teacher:
+    if spec.teachers:
+        ss["ne_teacher_mode"], ss["ne_e_n"], ss["ne_e_rule"] = SEVERAL, len(spec.teachers), spec.ensemble
+        for i, member in enumerate(spec.teachers):
+            key = _file_key(member)
+            ss[f"ne_e{i}_how"] = key or "train"
+            _set_teacher(f"ne_e{i}", key, member)
+    elif isinstance(teacher, dict) and "weights" in teacher:
         ss["ne_teacher_mode"] = UPLOAD
         ss["ne_tw_path"] = str(teacher["weights"])
         forms.set_model_state("ne_tu", teacher.get("model"))
     else:
-        ss["ne_teacher_mode"] = NEW
-        forms.set_model_state("ne_t", teacher)
+        key = _file_key(teacher)
+        ss["ne_teacher_mode"] = {"onnx": ONNX, "outputs": OUTPUTS}.get(key, NEW)
+        _set_teacher({"onnx": "ne_to", "outputs": "ne_tf"}.get(key, "ne_t"), key, teacher)
     ss["ne_t_same"] = spec.teacher_train is None
     if spec.teacher_train is not None:
         forms.set_param_values(TRAIN_PARAMS, "ne_tt", spec.teacher_train)
@@ -69,6 +77,20 @@ def load_spec(d: dict) -> None:
     forms.set_param_values(TRAIN_PARAMS, "ne_tr", spec.train or {})
     ss["ne_name"] = spec.name or ""
     ss.pop("ne_launched", None)
+
+
+def _file_key(teacher) -> str | None:
+    """"onnx" or "outputs" for a teacher given as a file, else None."""
+    return next((k for k in TEACHER_FILES if isinstance(teacher, dict) and k in teacher), None)
+
+
+def _set_teacher(prefix: str, key: str | None, teacher) -> None:
+    """A teacher's widgets: its file and options, or its model picker."""
+    if key:
+        st.session_state[f"{prefix}_path"] = str(teacher[key])
+        forms.set_param_values(TEACHER_FILES[key], f"{prefix}_opts", teacher)
+    else:
+        forms.set_model_state(prefix, teacher)
 
 
 def load_preset() -> None:
@@ -111,18 +133,6 @@ def data_uploaded() -> None:
     ss["ne_dataset"] = name
     ss[forms.widget_key(f"ne_ds_{name}", "path")] = str(path)
     ss.pop("ne_data_error", None)
-
-
-def weights_uploaded() -> None:
-    ss = st.session_state
-    f = ss.get("ne_tw_file")
-    if f is None:
-        return
-    try:
-        ss["ne_tw_path"] = str(forms.keep_upload(f, state.settings()["upload_mb"]))
-        ss.pop("ne_tw_error", None)
-    except DistillError as exc:
-        ss["ne_tw_error"] = str(exc)
 
 
 # -- what the sections show -----------------------------------------------------------------------

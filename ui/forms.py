@@ -105,9 +105,10 @@ def set_param_values(params, prefix: str, values: dict) -> None:
 CUSTOM = "custom: "
 
 
-def model_options() -> list[str]:
-    """Named sizes first, then every architecture with its own knobs ("custom: mlp")."""
-    return list(NAMED_SIZES) + [CUSTOM + a for a in ARCHITECTURES.names()]
+def model_options(networks_only: bool = False) -> list[str]:
+    """Named sizes first, then every architecture with its own knobs ("custom: mlp"); with
+    `networks_only`, without the scikit-learn teachers (a student is a network)."""
+    return list(NAMED_SIZES) + [CUSTOM + e.name for e in ARCHITECTURES if not (networks_only and e.extra.get("estimator"))]
 
 
 def set_model_state(prefix: str, spec) -> None:
@@ -127,12 +128,14 @@ def set_model_state(prefix: str, spec) -> None:
     set_param_values(ARCHITECTURES.get(arch).params, f"{prefix}_{arch}", full)
 
 
-def model_picker(prefix: str, label: str, kind: str | None, default: str = "mlp-small") -> tuple[dict | None, list[str]]:
-    """A named size or an architecture with its knobs (forms from the registry).
+def model_picker(prefix: str, label: str, kind: str | None, default: str = "mlp-small",
+                 networks_only: bool = False) -> tuple[dict | None, list[str]]:
+    """A named size or an architecture with its knobs (forms from the registry); a student's
+    picker (`networks_only`) leaves out the scikit-learn teachers.
 
     Returns (normalised spec or None, error messages shown under the widgets)."""
     key = f"{prefix}_choice"
-    options = model_options()
+    options = model_options(networks_only)
     if st.session_state.get(key) not in options:
         st.session_state[key] = default
     if kind and st.session_state.get(f"{prefix}_kind") != kind:

@@ -40,10 +40,29 @@ def training(cfg: dict, result: dict) -> None:
                    + (" (stopped early)" if train.get("stopped_early") else "")
                    + (" · teacher reused from the cache" if result.get("teacher_cached") else ""))
     else:
-        unavailable("Training curves", "this model was loaded from uploaded weights, not trained here"
-                    if cfg.get("weights") else "no training history was recorded")
+        why = {"weights": "this model was loaded from uploaded weights, not trained here",
+               "onnx": "this teacher is an ONNX file, run as given", "outputs": "this teacher is a file of its outputs",
+               "sklearn": "a scikit-learn model is fitted, not trained epoch by epoch",
+               "ensemble": "an ensemble is made from its members (each has its own run)"}
+        unavailable("Training curves", why.get((result.get("teacher") or {}).get("kind") or ("weights" if cfg.get("weights") else ""),
+                                               "no training history was recorded"))
     with st.expander("Configuration"):
         st.json(cfg, expanded=False)
+
+
+def teacher_source(result: dict) -> None:
+    """What a teacher run is made of, when it is not a network trained here: how its outputs
+    were read, and an ensemble's members with their accuracy and agreement with the ensemble."""
+    about = result.get("teacher") or {}
+    if about.get("outputs_taken_as"):
+        st.caption(f"Its outputs were taken as {about['outputs_taken_as']}.")
+    if about.get("members"):
+        st.markdown(f"**Members** ({about.get('combine')}): each has a run of its own.")
+        st.dataframe(pd.DataFrame([{"member": m["model"], "kind": m["kind"], "test accuracy": m["test_accuracy"],
+                                    "agreement with the ensemble": m["agreement_with_ensemble"], "run hash": m["hash"]}
+                                   for m in about["members"]]), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="percent")
+                                    for c in ("test accuracy", "agreement with the ensemble")})
 
 
 def errors(cfg: dict, metrics: dict, baseline: pd.Series | None) -> None:
@@ -116,7 +135,10 @@ def cost(run: dict, result: dict, frame: pd.DataFrame) -> None:
         t = frame[frame.hash == result["teacher_hash"]]
         teacher = t.iloc[-1] if not t.empty else None
     a, b, d, e = st.columns(4)
-    a.metric("ONNX fp32", fmt_bytes(size.get("onnx_bytes")))
+    to = None if teacher is None else teacher.get("measure.size.onnx_bytes")
+    a.metric("ONNX fp32", fmt_bytes(size.get("onnx_bytes")),
+             delta=None if not to or to != to or not size.get("onnx_bytes") else f"{to / size['onnx_bytes']:.1f}x smaller than "
+             "the teacher's", delta_color="off")
     tb = None if teacher is None else teacher.get("measure.size.fp32_bytes")
     b.metric("fp32 weights", fmt_bytes(size.get("fp32_bytes")),
              delta=None if not tb or tb != tb else f"{tb / size['fp32_bytes']:.1f}x smaller than the teacher", delta_color="off")

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from distill_core import paths, saved_runs, settings as lab_settings
-from distill_core.config import ExperimentSpec, expand
+from distill_core.config import ExperimentSpec, check_teacher_file, expand
 from distill_core.data.cache import name_and_knobs
 from distill_core.errors import DistillError
 from distill_core.estimates import model_summary
@@ -148,6 +148,16 @@ def cached_data_info(dataset: dict) -> dict:
     """Shape, classes and split sizes of a run config's data set."""
     name, knobs = name_and_knobs(dataset)
     return cached_preview(name, json.dumps(knobs, sort_keys=True), 0)
+
+
+@st.cache_data(show_spinner="Checking the teacher's file…", max_entries=32)
+def cached_teacher_file(teacher_json: str, dataset: str, knobs_json: str, stamp: str) -> dict:
+    """config.check_teacher_file, cached per file (`stamp`: its modification time and size) and
+    data set: {"note": what it was found to be} or {"error": why it does not fit}."""
+    try:
+        return {"note": check_teacher_file(json.loads(teacher_json), dataset, json.loads(knobs_json))}
+    except DistillError as exc:
+        return {"error": str(exc)}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -33,6 +33,18 @@ def dataset_knobs(name: str, knobs: dict | None = None) -> dict:
     return coerce_knobs(entry.params, dict(knobs or {}), f"data set {name}")
 
 
+# Knobs added after runs were first stored. At their default they change nothing, so they stay
+# out of a run's data set entry (and its identity): an existing home folder keeps its runs and
+# its teacher cache. A knob added later goes here too.
+ADDED_LATER = {"id_column": ""}
+
+
+def run_entry(name: str, knobs: dict) -> dict:
+    """A run config's `dataset` entry: {"name": ..., **knobs}, knobs added later left out at
+    their default (load_dataset fills them in again)."""
+    return {"name": name, **{k: v for k, v in knobs.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}}
+
+
 def load_dataset(name: str, **knobs) -> DataBundle:
     """Load a registered data set with the given knobs (validated; defaults filled in)."""
     entry = DATASETS.get(name)
@@ -44,4 +56,4 @@ def load_dataset(name: str, **knobs) -> DataBundle:
 
 from . import builtin, cifar, user_files  # noqa: E402,F401  (registers the entries)
 
-__all__ = ["DATASETS", "DataBundle", "DatasetInfo", "load_dataset", "dataset_knobs", "register"]
+__all__ = ["DATASETS", "DataBundle", "DatasetInfo", "load_dataset", "dataset_knobs", "register", "run_entry"]

@@ -62,6 +62,17 @@ class DataBundle:
     x_test: torch.Tensor
     y_test: torch.Tensor
     raw: RawImages | None = None
+    # Where each split's samples are in the data set's original order (a data set with its own
+    # test split lists its other samples first): a file of teacher outputs, one row per sample
+    # in that order, is split the same way. `ids` are the rows' own ids where the data set has
+    # an id column (a user's CSV), else None (the row numbers are the ids).
+    index: dict[str, np.ndarray] | None = None
+    ids: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Samples in the whole data set, all splits together."""
+        return sum(self.sizes().values())
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -112,17 +123,19 @@ def split_and_normalise(
     x_test: np.ndarray | None = None,
     y_test: np.ndarray | None = None,
     normalise: str = "global",
+    order: dict[str, np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Stratified, seeded split; normalisation statistics come from the training split only.
 
     `normalise`: "global" (one mean/std over all training values: images, signals),
     "feature" (per-feature mean/std: tabular data) or "none".
     If `x_test`/`y_test` are given, the data set has its own test split and only validation
-    is carved out of `x`.
+    is carved out of `x`. `order`: the split as `split_indices` gives it, if already made.
     """
     own_test = x_test is not None
-    order = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, where=where,
-                          own_test=own_test)
+    if order is None:
+        order = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, where=where,
+                              own_test=own_test)
     xs = {k: x[v] for k, v in order.items()}
     ys = {k: y[v] for k, v in order.items()}
     if own_test:
@@ -169,3 +182,28 @@ def split_indices(y: np.ndarray, *, seed: int, val_fraction: float, test_fractio
         parts["test"] += idx[n_val : n_val + n_test].tolist()
         parts["train"] += idx[n_val + n_test :].tolist()
     return {k: rng.permutation(np.array(v, dtype=np.int64)) for k, v in parts.items()}
+
+
+def make_bundle(info: DatasetInfo, x: np.ndarray, y: np.ndarray, split: dict, *, where: str, normalise: str,
+                x_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                ids: np.ndarray | None = None) -> DataBundle:
+    """Split and normalise arrays into a DataBundle that remembers where each sample came from.
+
+    `split`: the data set's split knobs (split_seed, val_fraction, test_fraction); errors name
+    the data through `where`."""
+    own_test = x_test is not None
+    order = split_indices(y, seed=split["split_seed"], val_fraction=split["val_fraction"],
+                          test_fraction=split["test_fraction"], where=where, own_test=own_test)
+    tensors = split_and_normalise(x, y, seed=split["split_seed"], val_fraction=split["val_fraction"],
+                                  test_fraction=split["test_fraction"], where=where, normalise=normalise,
+                                  x_test=x_test, y_test=y_test, order=order)
+    return DataBundle(info, *tensors, index=original_index(order, len(y), len(y_test) if own_test else None), ids=ids)
+
+
+def original_index(order: dict[str, np.ndarray], n: int, n_own_test: int | None = None) -> dict[str, np.ndarray]:
+    """`DataBundle.index` from a split (`split_indices`) of n samples; a data set's own test split
+    of `n_own_test` samples follows them in its original order."""
+    index = dict(order)
+    if n_own_test is not None:
+        index["test"] = n + np.arange(n_own_test, dtype=np.int64)
+    return index

@@ -5,18 +5,13 @@ import numpy as np
 
 from ..registry import Param
 from . import register
-from .base import DataBundle, DatasetInfo, split_and_normalise
+from .base import DataBundle, DatasetInfo, make_bundle
 
 DIGITS = [str(d) for d in range(10)]
 
 
 def _bundle(info, x, y, knobs, normalise="global", x_test=None, y_test=None) -> DataBundle:
-    tensors = split_and_normalise(
-        x, y, seed=knobs["split_seed"], val_fraction=knobs["val_fraction"],
-        test_fraction=knobs["test_fraction"], where=info.name, normalise=normalise,
-        x_test=x_test, y_test=y_test,
-    )
-    return DataBundle(info, *tensors)
+    return make_bundle(info, x, y, knobs, where=info.name, normalise=normalise, x_test=x_test, y_test=y_test)
 
 
 @register("digits", "scikit-learn's 1,797 handwritten digits, 8x8 grey images, 10 classes", kind="image")
@@ -70,6 +65,30 @@ def mnist1d(num_samples: int, data_seed: int, **knobs) -> DataBundle:
     )
     # The paper's own train / test split is kept; validation comes out of its training part.
     return _bundle(info, x[:n_train], y[:n_train], knobs, x_test=x[n_train:], y_test=y[n_train:])
+
+
+def _table(name: str, loader, source: str, citation: str, knobs: dict) -> DataBundle:
+    d = loader()
+    info = DatasetInfo(name, (d.data.shape[1],), len(d.target_names), [str(c) for c in d.target_names], "vector",
+                       source=source, citation=citation, augment="noise")
+    return _bundle(info, d.data.astype(np.float32), d.target.astype(np.int64), knobs, normalise="feature")
+
+
+@register("breast-cancer", "scikit-learn's Wisconsin breast-cancer table: 569 tumours, 30 measurements, benign or malignant",
+          kind="vector")
+def breast_cancer(**knobs) -> DataBundle:
+    from sklearn.datasets import load_breast_cancer
+
+    return _table("breast-cancer", load_breast_cancer, "scikit-learn load_breast_cancer (UCI Breast Cancer Wisconsin, Diagnostic)",
+                  "Street, Wolberg & Mangasarian, Nuclear feature extraction for breast tumor diagnosis, 1993", knobs)
+
+
+@register("wine", "scikit-learn's wine table: 178 wines, 13 chemical measurements, 3 cultivars", kind="vector")
+def wine(**knobs) -> DataBundle:
+    from sklearn.datasets import load_wine
+
+    return _table("wine", load_wine, "scikit-learn load_wine (UCI Wine recognition)",
+                  "Aeberhard & Forina, UCI ML Repository, 1991", knobs)
 
 
 TOY_PARAMS = (

@@ -22,7 +22,7 @@ import torch
 from ..errors import DataError
 from ..registry import Param
 from . import register
-from .base import DataBundle, DatasetInfo, RawImages, split_indices
+from .base import DataBundle, DatasetInfo, RawImages, original_index, split_indices
 from .safe_archive import unpack_tar
 
 TITLE = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -300,7 +300,7 @@ def load_cifar(name: str, path: str, labels: str, subset: int, max_mb: float, sp
     tensors = []
     for s in ("train", "val", "test"):
         tensors += [raw.normalise(u8[s]), torch.from_numpy(ys[s].astype(np.int64))]
-    return DataBundle(info, *tensors, raw=raw)
+    return DataBundle(info, *tensors, raw=raw, index=original_index(parts, len(y), len(y_test)))
 
 
 PATH = Param("path", "", "your copy: the official archive (python or binary version, .tar.gz) or the folder it "

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import DataError
 from ..registry import Param
 from . import register
-from .base import DataBundle, DatasetInfo, encode_labels, split_and_normalise, validate_arrays
+from .base import DataBundle, DatasetInfo, encode_labels, make_bundle, validate_arrays
 
 MB = 1024 * 1024
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -66,13 +66,10 @@ def _names(items, limit: int = 20) -> str:
     return ", ".join(items[:limit]) + more
 
 
-def _bundle(info: DatasetInfo, where: str, x, y, split: dict, normalise: str, x_test=None, y_test=None) -> DataBundle:
+def _bundle(info: DatasetInfo, where: str, x, y, split: dict, normalise: str, x_test=None, y_test=None,
+            ids=None) -> DataBundle:
     """Split and normalise (training statistics only); errors name the file through `where`."""
-    tensors = split_and_normalise(
-        x, y, seed=split["split_seed"], val_fraction=split["val_fraction"],
-        test_fraction=split["test_fraction"], where=where, normalise=normalise, x_test=x_test, y_test=y_test,
-    )
-    return DataBundle(info, *tensors)
+    return make_bundle(info, x, y, split, where=where, normalise=normalise, x_test=x_test, y_test=y_test, ids=ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,11 +78,13 @@ def _bundle(info: DatasetInfo, where: str, x, y, split: dict, normalise: str, x_
 
 @register(
     "csv", "your own table: a CSV file with one numeric column per feature and a label column",
-    (PATH, Param("label_column", "label", "name of the column that holds the class", "str"), MAX_MB),
+    (PATH, Param("label_column", "label", "name of the column that holds the class", "str"), MAX_MB,
+     Param("id_column", "", "a column of row ids, not a feature (optional): a file of teacher outputs can "
+           "name its rows by them", "str")),
     kind="vector", user_file=True,
 )
-def load_csv(path: str, label_column: str, max_mb: float, **split) -> DataBundle:
-    """Features = every column except the label column; all must be numeric."""
+def load_csv(path: str, label_column: str, max_mb: float, id_column: str, **split) -> DataBundle:
+    """Features = every column except the label (and id) column; all must be numeric."""
     import pandas as pd
 
     path = _check_file(path, max_mb)
@@ -106,7 +105,16 @@ def load_csv(path: str, label_column: str, max_mb: float, **split) -> DataBundle
         )
     if len(df) == 0:
         raise DataError(f"{path}: has a header but no data rows")
-    features = [c for c in df.columns if c != label]
+    id_col = id_column.strip()
+    ids = None
+    if id_col:
+        if id_col not in df.columns:
+            raise DataError(f"{path}: no column named {id_col!r} for the ids; the columns are: {_names(df.columns)}")
+        ids = df[id_col].astype(str).str.strip().to_numpy()
+        repeated = df[id_col][df[id_col].duplicated()].astype(str).unique()
+        if len(repeated):
+            raise DataError(f"{path}: the id column {id_col!r} repeats id(s) {_names(repeated, 5)}; each row needs its own id")
+    features = [c for c in df.columns if c not in (label, id_col)]
     if not features:
         raise DataError(f"{path}: has only the label column {label!r}; at least one feature column is needed")
     text = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
@@ -128,7 +136,7 @@ def load_csv(path: str, label_column: str, max_mb: float, **split) -> DataBundle
         "csv", (x.shape[1],), len(names), names, "vector",
         source=f"CSV file {path} ({len(df)} rows, label column {label!r})", augment="noise",
     )
-    return _bundle(info, path, x, y, split, "feature")
+    return _bundle(info, path, x, y, split, "feature", ids=ids)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the teacher's cache entry and ship the folder back.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,7 +26,7 @@ from ..measure.hook import RunMeasurement
 from ..methods import make_method
 from ..models import count_params, save_weights
 from ..run_config import RunConfig
-from ..teachers import TeacherCache, build, obtain
+from ..teachers import TeacherCache, TeacherOutputs, build, kind_of, obtain
 from .train import train_model
 
 ProgressFn = Callable[[dict], None]
@@ -41,6 +42,22 @@ def transfer_set(data: DataBundle, teacher_train_logits: torch.Tensor, transfer:
     raw = data.raw.select(keep, keep_val) if data.raw is not None else None
     return (dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
                                 x_val=data.x_val[keep_val], y_val=data.y_val[keep_val], raw=raw), teacher_train_logits[keep])
+
+
+def _teacher_figures(config: RunConfig, teacher: TeacherOutputs) -> tuple[dict, dict | None]:
+    """What a teacher run records about its kind, and how to measure a teacher without a network
+    (through its ONNX file, or not at all: `attach`'s `onnx`)."""
+    meta = teacher.meta
+    about = {"kind": kind_of(config), **{k: meta[k] for k in ("outputs_taken_as", "members", "combine", "estimator",
+                                                               "opsets", "producer", "fixed_batch") if k in meta}}
+    if teacher.model is not None:
+        return about, None
+    if teacher.onnx is not None:
+        made_by = "skl2onnx" if about["kind"] == "sklearn" else "given"
+        return about, {"path": str(teacher.onnx), "made_by": made_by, "bytes": meta.get("onnx_bytes")}
+    why = ("an ensemble's cost is its members' costs: each member's run measures its own" if config.members
+           else "a teacher given as a file of outputs has no model to measure")
+    return about, {"reason": why}
 
 
 def run_one(config: RunConfig, home: str | Path | None = None, on_progress: ProgressFn | None = None,
@@ -61,13 +78,18 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
     with rec.phase("data", energy=False):
         data = load_data(config.dataset)
     result: dict = {"hash": config.hash, "role": config.role, "config": config.to_dict(), "started": started}
+    onnx = None  # how a teacher without a network is measured
     if config.role == TEACHER:
         teacher = obtain(config, cache, rec, on_progress, should_stop)
         model, metrics, train = teacher.model, evaluate_logits(teacher.logits["test"], data.y_test), teacher.meta.get("train")
         teacher_test = None
+        result["teacher"], onnx = _teacher_figures(config, teacher)
+        if (onnx or {}).get("made_by") == "skl2onnx":  # a fitted model's only file: downloadable from its run too
+            onnx["path"] = shutil.copyfile(onnx["path"], folder / paths.ONNX)
     else:
         teacher = obtain(config.teacher, cache, rec, on_progress, should_stop)
-        result.update(teacher_hash=config.teacher_hash, teacher_accuracy=teacher.meta["test_accuracy"])
+        result.update(teacher_hash=config.teacher_hash, teacher_accuracy=teacher.meta["test_accuracy"],
+                      teacher_kind=kind_of(config.teacher))
         teacher_test = teacher.logits["test"]
         method = make_method(config.method_name, **config.method_knobs)
         model = build(config, data)
@@ -81,17 +103,19 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
             metrics = evaluate_logits(predict_logits(model, data.x_test, device=device), data.y_test, teacher_test)
         model = model.cpu()
     result["teacher_cached"] = teacher.cached
-    weights = save_weights(model, folder / paths.WEIGHTS)
+    artifacts = {"folder": str(folder)}
+    if model is not None:
+        artifacts["weights"] = str(save_weights(model, folder / paths.WEIGHTS))
     result.update({
         "metrics": metrics,
-        "params": count_params(model),
+        "params": count_params(model) if model is not None else teacher.meta.get("params"),
         "train": train,
         "phases": rec.phases,
         "finished": time.time(),
-        "artifacts": {"folder": str(folder), "weights": str(weights)},
+        "artifacts": artifacts,
     })
     # Size, FLOPs, latency, inference energy, exports, int8, budgets, model card; never raises.
-    measurement.attach(result, model, data, teacher_test, {**teacher.meta, "cached": teacher.cached}, home)
+    measurement.attach(result, model, data, teacher_test, {**teacher.meta, "cached": teacher.cached}, home, onnx)
     result["artifacts"].update({k: v for k, v in result["measure"].get("exports", {}).items() if v})
     result["finished"] = time.time()
     write_json(folder / paths.CONFIG, config.to_dict())

@@ -21,7 +21,7 @@ from ..config import ExperimentSpec, expand
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RETRYABLE, RUNNING, STUDENT
 from ..labels import run_label
 from ..run_config import RunConfig
-from ..teachers import TeacherCache
+from ..teachers import TeacherCache, teacher_kind
 from .host import HOST
 from .store import JobError, Store, to_json
 
@@ -61,11 +61,12 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
         ids = []
         for pos, run in enumerate(runs):
             dep = None
-            if run.teacher_hash:
-                dep = by_hash.get(run.teacher_hash)
+            first = run.teacher_hash or run.after  # its teacher, or the ensemble that makes this member
+            if first:
+                dep = by_hash.get(first)
                 if dep is None:
                     row = con.execute("SELECT id FROM runs WHERE hash = ? ORDER BY (status = 'done') DESC, id DESC LIMIT 1",
-                                      (run.teacher_hash,)).fetchone()
+                                      (first,)).fetchone()
                     dep = row[0] if row else None
             row = con.execute("SELECT id, status, depends_on FROM runs WHERE hash = ? ORDER BY id DESC LIMIT 1",
                               (run.hash,)).fetchone()
@@ -79,7 +80,7 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
                 rid = con.execute(
                     """INSERT INTO runs (hash, role, label, config, status, depends_on, priority, force,
                        created, updated, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (run.hash, run.role, run_label(run), to_json(run.to_dict()), QUEUED, dep, int(priority),
+                    (run.hash, run.role, run_label(run, teacher_kind(run)), to_json(run.to_dict()), QUEUED, dep, int(priority),
                      int(bool(force)), now, now, v),
                 ).lastrowid
             con.execute("INSERT OR IGNORE INTO experiment_runs (experiment_id, run_id, position) VALUES (?, ?, ?)",

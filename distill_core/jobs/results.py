@@ -24,8 +24,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..errors import DistillError
 from ..labels import method_label, model_label
 from ..run_config import RunConfig
+from ..teachers import teacher_kind
 
 # name -> (dtype, meaning)
 RESULT_COLUMNS: dict[str, tuple[str, str]] = {
@@ -41,6 +43,9 @@ RESULT_COLUMNS: dict[str, tuple[str, str]] = {
     "teacher": ("str", "the teacher's short name (empty for a teacher run)"),
     "teacher_arch": ("str", "the teacher's architecture"),
     "teacher_hash": ("str", "the teacher run's hash"),
+    "teacher_kind": ("str", "the kind of teacher the run is or learns from: trained, weights, distilled, sklearn, onnx, "
+                            "outputs or ensemble"),
+    "members": ("str", "an ensemble's members: their run hashes, comma-separated (empty for other runs)"),
     "method": ("str", "distillation method (scratch = the baseline)"),
     "method_label": ("str", "method with its temperature and alpha"),
     "temperature": ("float64", "softmax temperature (NaN when the method has none)"),
@@ -125,8 +130,14 @@ def _row(r, exps: dict, experiment: int | None) -> tuple[dict, dict]:
         "device": train.get("device"), "threads": train.get("threads"),
         "attempts": r["attempts"], "created": r["created"], "started": r["started"], "finished": r["finished"],
     }
-    if row["teacher_hash"] is None and teacher:  # a run without a result yet
-        row["teacher_hash"] = RunConfig.from_dict(cfg).teacher_hash
+    try:
+        run = RunConfig.from_dict(cfg)
+    except DistillError:  # a config another version of the lab wrote: its kind is unknown here
+        run = None
+    row["teacher_kind"] = teacher_kind(run) if run else None
+    row["members"] = ",".join(m.hash for m in run.members) if run and run.members else None
+    if row["teacher_hash"] is None and teacher and run:  # a run without a result yet
+        row["teacher_hash"] = run.teacher_hash
     extra: dict = {}
     for key in _NESTED:
         if isinstance(res.get(key), dict):

@@ -12,7 +12,7 @@ from ..data.cache import load_data
 from ..errors import ConfigError
 from ..evaluate import evaluate_logits, predict_logits
 from ..flags import parse_named
-from ..models import build_model, load_weights, normalise_spec, save_weights
+from ..models import build_model, is_network, load_weights, normalise_spec, save_weights
 from .hook import RunMeasurement
 from .report import format_measurements, human_bytes
 
@@ -73,6 +73,9 @@ def measure_target(target: str, home=None, arch: str | None = None, dataset: str
     if dataset:
         d = parse_named(dataset, "name")
         config["dataset"] = {"name": d["name"], **dataset_knobs(d["name"], {k: v for k, v in d.items() if k != "name"})}
+    if not is_network(config.get("model")):
+        raise ConfigError(f"{target}: this run is a teacher that is not a network of this lab ({config['model'].get('arch')}); "
+                          "it was measured through its ONNX file when it ran, see its result (Run detail)")
     data = load_data(config["dataset"])
     model = build_model(config["model"], data.info.input_shape, data.info.num_classes, data.info.kind)
     load_weights(model, weights).eval()

@@ -27,7 +27,8 @@ class RunMeasurement:
                                       measure_power_secs=s["power_secs"])
 
     def attach(self, result: dict, model, data, teacher_logits_test=None, teacher_meta: dict | None = None,
-               home: str | Path | None = None) -> dict:
-        """Fill result["measure"], ["energy"] and ["phases"]; never raises."""
+               home: str | Path | None = None, onnx: dict | None = None) -> dict:
+        """Fill result["measure"], ["energy"] and ["phases"]; never raises. `model` None: a
+        teacher measured through its ONNX file, onnx={"path", "made_by"}, or not (onnx={"reason"})."""
         return attach_measurements(result, model, data, self.folder, self.settings, self.recorder,
-                                   teacher_logits_test, teacher_meta, home)
+                                   teacher_logits_test, teacher_meta, home, onnx)

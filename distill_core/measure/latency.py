@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import onnx_files
+
 
 def resolve_threads(threads: int) -> int:
     return threads if threads and threads > 0 else (os.cpu_count() or 1)
@@ -80,13 +82,7 @@ def torch_latency(model: nn.Module, x: torch.Tensor, seconds: float = 0.1, min_r
 
 def ort_session(path, threads: int):
     """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread)."""
-    import onnxruntime as ort  # heavy (hundreds of ms): imported only when a session is made
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = resolve_threads(threads)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return onnx_files.session(path, resolve_threads(threads), device="cpu")
 
 
 def ort_latency(session, x: np.ndarray, seconds: float = 0.1, min_reps: int = 20) -> dict:

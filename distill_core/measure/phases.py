@@ -23,6 +23,19 @@ class PhaseRecorder:
         self.country = country
         self.measure_power_secs = measure_power_secs
 
+    def fresh(self) -> PhaseRecorder:
+        """An empty recorder with the same settings: for a teacher made inside another run (an
+        ensemble's member), whose own phases go into its cache entry."""
+        return PhaseRecorder(self.energy, self.output_dir, self.country, self.measure_power_secs)
+
+    def absorb(self, other: PhaseRecorder) -> None:
+        """Add another recorder's phases (time and energy) to this one's: this run spent them."""
+        for name, entry in other.phases.items():
+            mine = self.phases.setdefault(name, {"seconds": 0.0})
+            mine["seconds"] += entry.get("seconds", 0.0)
+            if entry.get("energy"):
+                mine["energy"] = add_energy(mine.get("energy"), entry["energy"])
+
     @contextmanager
     def phase(self, name: str, energy: bool | None = None):
         """Time the block; measure its energy if `energy` (default: the recorder's setting).

@@ -48,7 +48,8 @@ def format_measurements(result: dict) -> list[str]:
     size, comp, lat = m.get("size") or {}, m.get("compute") or {}, m.get("latency") or {}
     i8 = m.get("int8") or {}
     lines = [
-        f"size      {size.get('params', 0):,} params ({size.get('trainable_params', 0):,} trainable); "
+        "size      " + (f"{size['params']:,} params ({size.get('trainable_params', 0):,} trainable); " if "params" in size
+                           else "params unavailable (not a network of this lab); ") +
         f"fp32 file {human_bytes(size.get('fp32_bytes'))}; ONNX {human_bytes(size.get('onnx_bytes'))}; "
         f"int8 ONNX {human_bytes(size.get('int8_bytes'))}",
         f"compute   {human_count(comp.get('flops'))} FLOPs / sample ({human_count(comp.get('macs'))} MACs)"

@@ -49,18 +49,19 @@ def _accuracy(pred: np.ndarray, y: torch.Tensor) -> float:
     return float((pred == y.numpy()).mean()) if len(y) else float("nan")
 
 
-def _inference_loop(model, xb, settings, recorder) -> dict:
-    """Batched inference for `inference_seconds`, inside the recorder's "inference" phase:
-    its energy divided by the predictions made is the energy per 1,000 predictions."""
+def _inference_loop(time_batches, batch: int, settings, recorder) -> dict:
+    """Batched inference for `inference_seconds` (`time_batches(seconds)` times the calls),
+    inside the recorder's "inference" phase: its energy divided by the predictions made is the
+    energy per 1,000 predictions."""
     with recorder.phase("inference") as entry:
-        timing = torch_latency(model, xb, settings["inference_seconds"], min_reps=3)
-    predictions = timing["calls"] * len(xb)
+        timing = time_batches(settings["inference_seconds"])
+    predictions = timing["calls"] * batch
     entry["predictions"] = predictions
     energy = entry.get("energy")
     if energy and energy.get("available"):
         energy["predictions"] = predictions
         energy["kwh_per_1000"] = energy["kwh"] / predictions * 1000
-    return with_throughput(timing, len(xb))
+    return with_throughput(timing, batch)
 
 
 def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: dict | None = None,
@@ -102,7 +103,8 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
         latency: dict = {"threads": threads}
         latency["torch"] = timed("torch_latency", torch_latency, model, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
         if s["latency"] or s["energy"]:
-            latency["torch_batch"] = timed("inference_loop", _inference_loop, model, xs["batch"], s, recorder)
+            latency["torch_batch"] = timed("inference_loop", _inference_loop, lambda secs: torch_latency(
+                model, xs["batch"], secs, min_reps=3), len(xs["batch"]), s, recorder)
         fp32_pred = predict_logits(model, x_test).argmax(1).numpy() if len(x_test) else np.empty(0)
         out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed)
         if out["onnx"].get("bytes"):
@@ -137,6 +139,57 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
     out["exports"] = exports
     out["export_errors"] = {k: out[k].get("reason") for k in ("onnx", "int8", "pt2")
                             if s[k] and isinstance(out.get(k), dict) and not out[k].get("ok")}
+    if "inference" in recorder.phases:
+        out["inference_energy"] = recorder.phases["inference"].get("energy")
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def measure_onnx_model(path: str | Path, data: DataBundle, folder: str | Path, settings: dict | None = None, *,
+                       recorder=None, home: str | Path | None = None, made_by: str = "given",
+                       nbytes: int | None = None) -> dict:
+    """The measurements of a model known only as an ONNX file (a teacher given as ONNX, or a
+    scikit-learn model converted to it): its bytes, its latency and throughput in ONNX Runtime and
+    its inference energy, as `measure_run` measures a network's ONNX export. Its FLOPs are not
+    counted (a black box), and nothing is exported from it. `nbytes`: its size with its external
+    data, when it has some. Never raises."""
+    start = time.perf_counter()
+    s = measure_settings(settings)
+    folder, path = Path(folder), Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if recorder is None:
+        recorder = PhaseRecorder(energy=s["energy"], output_dir=folder, country=s["country"], measure_power_secs=s["power_secs"])
+    xs = {"one": data.x_test[:1].numpy(), "batch": batch_of(data.x_test, s["throughput_batch"]).numpy()}
+    parts: dict[str, float] = {}
+    nbytes = nbytes or file_bytes(path)
+    out: dict = {"settings": s, "input_shape": list(data.info.input_shape), "part_seconds": parts,
+                 "size": {"onnx_bytes": nbytes},
+                 "compute": {"available": False, "reason": "unavailable: black-box teacher (FLOPs are not counted from its ONNX graph)"},
+                 "onnx": {"ok": True, "path": str(path), "bytes": nbytes, "exporter": made_by},
+                 **{k: {"ok": False, "reason": f"not made from a teacher known only as an ONNX file ({k})"} for k in ("int8", "pt2")}}
+    with torch_threads(s["threads"]) as threads:
+        out["threads"] = threads
+        latency: dict = {"threads": threads, "torch": {"available": False, "reason": "not a PyTorch model: see ONNX Runtime"}}
+        t = time.perf_counter()
+        session = _try(ort_session, path, threads)
+        parts["onnx_session"] = time.perf_counter() - t
+        if isinstance(session, dict):
+            latency["onnx"] = session
+        else:
+            t = time.perf_counter()
+            latency["onnx"] = _try(ort_latency, session, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
+            if s["latency"] or s["energy"]:
+                latency["onnx_batch"] = _try(_inference_loop, lambda secs: ort_latency(session, xs["batch"], secs, min_reps=3),
+                                             len(xs["batch"]), s, recorder)
+            parts["onnx_latency"] = time.perf_counter() - t
+        out["latency"] = latency
+    if s["budgets"]:
+        try:
+            out["budgets"] = check_budgets(out, load_profiles(home))
+        except Exception as exc:  # a broken budgets.json: say so, measure on
+            out["budgets"], out["budgets_error"] = [], str(exc)
+    out["exports"] = {"onnx": str(path)}
+    out["export_errors"] = {}
     if "inference" in recorder.phases:
         out["inference_energy"] = recorder.phases["inference"].get("energy")
     out["seconds"] = time.perf_counter() - start
@@ -194,22 +247,30 @@ def reused_phases(meta: dict | None) -> dict | None:
     return {k: v for k, v in (meta.get("phases") or {}).items() if k.endswith(("_training", "_logits"))}
 
 
-def attach_measurements(result: dict, model: nn.Module, data: DataBundle, folder: str | Path, settings: dict,
+def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle, folder: str | Path, settings: dict,
                         recorder, teacher_logits_test: torch.Tensor | None = None, teacher_meta: dict | None = None,
-                        home: str | Path | None = None) -> dict:
+                        home: str | Path | None = None, onnx: dict | None = None) -> dict:
     """The runner's one hook: measure, sum up energy per phase, write the model card.
 
-    Fills result["measure"] and result["energy"]; returns `result`. Never raises.
+    A teacher without a network of this lab is measured through its ONNX file, `onnx` =
+    {"path", "made_by", "bytes"}, or not at all (`onnx` = {"reason": why}). Fills result["measure"] and
+    result["energy"]; returns `result`. Never raises.
     """
     folder = Path(folder)
     try:
-        result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
-                                        recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home)
+        if model is not None:
+            result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
+                                            recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home)
+        elif (onnx or {}).get("path"):
+            result["measure"] = measure_onnx_model(onnx["path"], data, folder, settings, recorder=recorder, home=home,
+                                                   made_by=onnx.get("made_by", "given"), nbytes=onnx.get("bytes"))
+        else:
+            result["measure"] = {"available": False, "reason": (onnx or {}).get("reason", "no model to measure"), "exports": {}}
     except Exception as exc:
-        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)}}
+        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)} if model is not None else {}}
     result["energy"] = energy_summary(recorder.phases, reused_phases(teacher_meta), enabled=settings["energy"])
     result["phases"] = recorder.phases
-    if settings["card"]:
+    if settings["card"] and model is not None:
         t = time.perf_counter()
         try:
             result["measure"].setdefault("exports", {}).update(write_model_card(folder, result, data.info))

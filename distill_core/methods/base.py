@@ -68,6 +68,11 @@ class Method:
         return teacher
 
     @classmethod
+    def needs_network(cls) -> bool:
+        """Whether it needs more of the teacher than its outputs (a network of this lab)."""
+        return cls.uses_teacher and cls.needs in (EMBEDDING, FEATURES)
+
+    @classmethod
     def incompatibility(cls, student: DistillNet, teacher: DistillNet | None) -> str | None:
         """Why this method cannot run with these models, or None if it can."""
         return None

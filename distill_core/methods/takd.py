@@ -17,7 +17,7 @@ import copy
 
 from ..constants import ASSISTANT
 from ..errors import ConfigError, DistillError
-from ..models import check_input_kind, normalise_spec
+from ..models import check_input_kind, is_network, normalise_spec
 from ..registry import Param
 from ..run_config import RunConfig
 from . import register
@@ -58,6 +58,13 @@ class TAKD(Method):
         """The assistant: trained like the teacher (same data, training settings and seed 0)
         with KD from the teacher at the student's temperature and alpha."""
         name = knobs["assistant"].strip()
+        if not is_network(teacher.model):  # an ONNX file, a file of outputs, a scikit-learn model, an ensemble
+            if name == "auto":
+                raise ConfigError("method takd: assistant 'auto' is the teacher's architecture at half its width, and "
+                                  "this teacher is not a network of this lab; name the assistant, e.g. mlp-medium")
+            if teacher.train.get("augment"):
+                raise ConfigError("method takd: the assistant learns from this teacher's outputs on the data set's own "
+                                  "samples; turn augment off in the teacher's training settings")
         try:
             model = auto_assistant(teacher.model) if name == "auto" else normalise_spec(name)
             check_input_kind(model, input_kind)

@@ -17,6 +17,8 @@ ARCHITECTURES: Registry[Entry] = Registry("architecture")
 
 
 def register(name: str, description: str, params=(), kinds=("vector", "signal", "image"), **extra):
+    """Register `fn(input_shape, num_classes, **knobs)`: a DistillNet, or with estimator=True an
+    unfitted scikit-learn estimator (a teacher only: estimators.py)."""
     def deco(fn):
         ARCHITECTURES.add(name, Entry(name, description, tuple(params), fn, {"kinds": tuple(kinds), **extra}))
         return fn
@@ -75,8 +77,30 @@ def check_input_kind(spec: dict | str, kind: str) -> None:
         )
 
 
+def _arch(spec) -> str | None:
+    if isinstance(spec, str):
+        return NAMED_SIZES[spec]["arch"] if spec in NAMED_SIZES else spec
+    return spec.get("arch") if isinstance(spec, dict) else None
+
+
+def is_estimator(spec: dict | str | None) -> bool:
+    """Whether a model spec names a scikit-learn teacher (registered, but not a network)."""
+    arch = _arch(spec)
+    return arch in ARCHITECTURES and bool(ARCHITECTURES.get(arch).extra.get("estimator"))
+
+
+def is_network(spec: dict | str | None) -> bool:
+    """Whether a model spec is a network of this lab: not an estimator, nor a teacher that only
+    gives outputs (whose spec names no registered architecture)."""
+    arch = _arch(spec)
+    return arch in ARCHITECTURES and not is_estimator(spec)
+
+
 def build_model(spec: dict | str, input_shape: tuple[int, ...], num_classes: int, kind: str | None = None) -> DistillNet:
     spec = normalise_spec(spec)
+    if is_estimator(spec):
+        raise ModelError(f"{spec['arch']} is a scikit-learn model, not a network: it can be a teacher, not a student "
+                         "(a student learns by gradient descent)")
     if kind is not None:
         check_input_kind(spec, kind)
     knobs = {k: v for k, v in spec.items() if k != "arch"}
@@ -84,7 +108,10 @@ def build_model(spec: dict | str, input_shape: tuple[int, ...], num_classes: int
 
 
 def describe_spec(spec: dict | str) -> str:
-    """Short human label, e.g. 'mlp 1200-1200 d0.5' or 'cnn 16-32'."""
+    """Short human label, e.g. 'mlp 1200-1200 d0.5' or 'cnn 16-32' ('onnx model.onnx' for a
+    teacher whose spec only describes it)."""
+    if isinstance(spec, dict) and spec.get("arch") not in ARCHITECTURES:
+        return " ".join(str(v) for v in spec.values())
     spec = normalise_spec(spec)
     a = spec["arch"]
     if a == "mlp":
@@ -101,8 +128,8 @@ def describe_spec(spec: dict | str) -> str:
     return a
 
 
-from . import architectures, zoo  # noqa: E402,F401  (registers the entries; zoo adds its named sizes)
+from . import architectures, estimators, zoo  # noqa: E402,F401  (registers the entries; zoo adds its named sizes)
 from .checkpoint import load_weights, save_weights  # noqa: E402
 
 __all__ = ["ARCHITECTURES", "NAMED_SIZES", "DistillNet", "ModelOutput", "build_model", "normalise_spec",
-           "describe_spec", "check_input_kind", "count_params", "load_weights", "save_weights", "torch", "ModelError"]
+           "describe_spec", "check_input_kind", "is_estimator", "is_network", "count_params", "load_weights", "save_weights", "torch", "ModelError"]
