@@ -74,6 +74,18 @@ def test_the_space_keeps_to_what_each_architecture_builds():
     build_model(smallest.model, info.input_shape, info.num_classes)
 
 
+@pytest.mark.parametrize("teacher", [{"teacher": "random-forest"}, {"teachers": ["random-forest", "mlp-small"]}])
+def test_a_teacher_without_a_network_gets_only_the_logit_methods(teacher):
+    """A scikit-learn teacher, or an ensemble, gives only its outputs: the feature methods that fit
+    an MLP teacher (fitnets, rkd, pkt) leave the space, and the notes say why."""
+    with_network = make_plan(spec(teacher="mlp-small", space={"students": {"mlp": None}})).space
+    assert "fitnets" in with_network.families[0].method.choices
+    plan = make_plan(spec(**teacher, space={"students": {"mlp": None}}))
+    assert set(plan.space.families[0].method.choices) == {"kd", "logit-std", "dkd", "dist"}
+    assert any("gives only its outputs" in n for n in plan.space.notes)
+    assert plan.experiment(plan.space.smallest()[0]).teachers == teacher.get("teachers", [])
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"space": {"students": {}}}, "students is empty"),
     ({"space": {"students": {"mlp": {"hidden": {"width": [64, 8]}}}}}, "the range [64, 8] is empty"),
@@ -276,6 +288,9 @@ def test_cli_flags_make_a_search():
     assert (got.budget, got.trials, got.time_limit, got.prune, got.train) == (
         {"size_of": "fp32", "max_bytes": 4096}, 3, 2.5, False, {"epochs": 2})
     make_plan(got)  # and it checks
+    several = spec_from_args(build_parser().parse_args(
+        ["search", "--teacher", "random-forest", "--teacher", "onnx:path=t.onnx", "--ensemble", "mean-probabilities"]))
+    assert (several.teachers, several.ensemble) == (["random-forest", {"onnx": "t.onnx"}], "mean-probabilities")
 
 
 def test_search_page_shows_the_finished_search(searched, monkeypatch):

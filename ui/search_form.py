@@ -54,9 +54,9 @@ def form() -> tuple[SearchSpec | None, dict, dict]:
     kind = DATASETS.get(dataset).extra.get("kind")
     slots["name"] = st.empty()
 
-    st.markdown("**Teacher** (trained or loaded once, then every trial learns from it)")
+    st.markdown("**Teacher** (trained or loaded once, then every trial learns from it; a teacher of another kind, an ONNX model, a file of outputs or an ensemble, made on New experiment can be reused here)")
     mode = st.radio("Teacher", [NEW, REUSE], key="sr_teacher_mode", horizontal=True, label_visibility="collapsed")
-    teacher, teacher_train, knobs = None, None, {}
+    teacher, teacher_train, knobs, ensemble = None, None, {}, {}
     if mode == NEW:
         teacher, errs = forms.model_picker("sr_t", "Teacher model", kind, default="cnn-large" if kind == "image" else "mlp-medium")
         problems.setdefault("teacher", []).extend(errs)
@@ -68,10 +68,12 @@ def form() -> tuple[SearchSpec | None, dict, dict]:
         else:
             by_hash = {t["hash"]: t for t in found}
             pick = st.selectbox("Trained teacher", list(by_hash), key="sr_t_reuse",
-                                format_func=lambda h: f"{by_hash[h]['model']} · test accuracy "
+                                format_func=lambda h: f"{by_hash[h]['model']} ({by_hash[h]['kind']}) · test accuracy "
                                                       f"{fmt_pct(by_hash[h]['test_accuracy'])} · {fmt_time(by_hash[h]['created'])}")
             fields = by_hash[pick]["spec_fields"]
-            teacher, teacher_train, knobs = fields["teacher"], fields["teacher_train"], fields["dataset_knobs"]
+            teacher, teacher_train, knobs = fields.get("teacher", SearchSpec.teacher), fields["teacher_train"], fields["dataset_knobs"]
+            if fields.get("teachers"):  # an ensemble: its members and their rule
+                ensemble = {"teachers": fields["teachers"], "ensemble": fields["ensemble"]}
     slots["teacher"] = st.empty()
 
     st.markdown("**Budget and objectives**")
@@ -132,7 +134,7 @@ def form() -> tuple[SearchSpec | None, dict, dict]:
     if any(problems.values()):
         return None, problems, {}
     spec = SearchSpec(name=name.strip(), dataset=dataset, dataset_knobs=knobs, teacher=teacher, teacher_train=teacher_train,
-                      train=train, space=space, budget=budget, objectives=objectives, time_limit=check_time_limit(limit),
+                      **ensemble, train=train, space=space, budget=budget, objectives=objectives, time_limit=check_time_limit(limit),
                       **values)
     checked = _check(json.dumps(spec.to_dict(), sort_keys=True, default=str), home)
     if "error" in checked:

@@ -16,7 +16,8 @@ import argparse
 import json
 
 from ..errors import DistillError
-from ..flags import parse_model_flag
+from ..config import ENSEMBLE
+from ..flags import parse_teacher_flag
 from ..jobs import LocalExecutor, Store
 from ..jobs.workers import live_pools
 from ..settings import load_settings, pool_arguments
@@ -44,7 +45,10 @@ def spec_from_args(args) -> SearchSpec:
             raise DistillError(f"--data {item!r}: expected KEY=VALUE, e.g. --data noise=0.3")
         d["dataset_knobs"] = {**d["dataset_knobs"], key.strip(): value.strip()}
     if args.teacher:
-        d["teacher"] = parse_model_flag(args.teacher)
+        given = [parse_teacher_flag(t) for t in args.teacher]
+        d["teacher"], d["teachers"] = (given[0], []) if len(given) == 1 else (d["teacher"], given)
+    if args.ensemble:
+        d["ensemble"] = args.ensemble
     if args.budget:
         d["budget"] = _json(args.budget, "--budget") if args.budget.strip().startswith("{") else args.budget
     if args.objective:
@@ -157,7 +161,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--name", help="name of a new search (default: search-N)")
     p.add_argument("--dataset")
     p.add_argument("--data", action="append", metavar="KEY=VALUE", help="a data set knob; repeat for several")
-    p.add_argument("--teacher", help="teacher model: a name or arch:knob=value,...")
+    p.add_argument("--teacher", action="append",
+                   help="teacher: a model name or arch:knob=value,..., onnx:path=model.onnx or outputs:path=outputs.npz; "
+                        "repeat for an ensemble")
+    p.add_argument("--ensemble", choices=ENSEMBLE.choices, help="how several --teacher combine (default mean-logits)")
     p.add_argument("--student", action="append", metavar="FAMILY", help="search only these families (repeat)")
     p.add_argument("--method", action="append", help="search only these methods (repeat)")
     p.add_argument("--budget", help="a profile (mcu, phone, cpu-server, yours) or JSON limits")

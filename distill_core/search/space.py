@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import method_problem
 from ..constants import SCRATCH
 from ..data import DatasetInfo
 from ..errors import ConfigError, DistillError
@@ -310,9 +311,11 @@ def default_methods() -> list[str]:
     return [m.name for m in METHODS if m.uses_teacher and m.teacher_for.__func__ is Method.teacher_for.__func__]
 
 
-def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict, lr_default: float) -> SearchSpace:
-    """The space of a search on data `info` with this teacher architecture, narrowed by the
-    user's `raw` mapping. ConfigError when it is malformed, contradictory or empty."""
+def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict | None, lr_default: float,
+                without_network: str | None = None) -> SearchSpace:
+    """The space of a search on data `info` with this teacher architecture (None, with
+    `without_network` saying what the teacher is instead, for one that gives only its outputs),
+    narrowed by the user's `raw` mapping. ConfigError when it is malformed, contradictory or empty."""
     raw = dict(raw or {})
     unknown = sorted(set(raw) - {"students", "methods", "temperature", "alpha", "lr"})
     if unknown:
@@ -375,9 +378,9 @@ def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict, lr_def
         method_knobs[cls.name] = knobs
 
     families = []
-    teacher = build_model(teacher_model, info.input_shape, info.num_classes)
+    teacher = None if without_network else build_model(teacher_model, info.input_shape, info.num_classes)
     for arch, (knobs, model) in fitting.items():
-        why = {m: METHODS.get(m).incompatibility(model, teacher) for m in method_knobs}
+        why = {m: method_problem(METHODS.get(m), model, teacher, without_network) for m in method_knobs}
         ok = [m for m, reason in why.items() if reason is None]
         for m, reason in why.items():
             if reason:

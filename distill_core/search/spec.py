@@ -16,11 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from ..config import SEED, ExperimentSpec, expand
+from ..config import ENSEMBLE, SEED, ExperimentSpec, black_box, expand, teacher_runs
 from ..data import DATASETS, DatasetInfo, load_dataset
 from ..errors import ConfigError, DistillError
 from ..measure.budgets import load_profiles, validate_profiles
-from ..models import normalise_spec
 from ..registry import Param, coerce_knobs
 from ..run_config import RunConfig
 from ..train_params import train_settings
@@ -47,6 +46,8 @@ class SearchSpec:
     dataset: str = "digits"
     dataset_knobs: dict = field(default_factory=dict)
     teacher: dict | str = "cnn-large"  # any teacher an ExperimentSpec takes; trained (or loaded) once
+    teachers: list = field(default_factory=list)  # two or more: an ensemble, instead of `teacher` (as in ExperimentSpec)
+    ensemble: str = ENSEMBLE.default
     teacher_train: dict | None = None  # None: the students' settings (their searched lr left out)
     train: dict = field(default_factory=dict)  # the students' settings; lr is searched unless the space fixes it
     space: dict = field(default_factory=dict)  # see search/space.py
@@ -126,11 +127,6 @@ def resolve_budget(budget, home) -> tuple[str, dict]:
     raise ConfigError(f"budget: a profile name or a mapping of limits, got {budget!r}")
 
 
-def teacher_model(teacher) -> dict:
-    """The teacher's architecture (for the methods' compatibility checks)."""
-    if isinstance(teacher, dict) and "weights" in teacher:
-        teacher = teacher.get("model") or {}
-    return normalise_spec(teacher)
 
 
 @dataclass(frozen=True)
@@ -158,7 +154,7 @@ class Plan:
         """The experiment that trains `cand` (one run per seed; with `baseline`, its scratch twins)."""
         s = self.spec
         return ExperimentSpec(name=name, dataset=s.dataset, dataset_knobs=dict(s.dataset_knobs), teacher=s.teacher,
-                              teacher_train=dict(self.teacher_train), students=[cand.model], methods=[cand.method],
+                              teachers=copy.deepcopy(s.teachers), ensemble=s.ensemble, teacher_train=dict(self.teacher_train), students=[cand.model], methods=[cand.method],
                               seeds=list(seeds if seeds is not None else [self.settings["seed"]]),
                               train={**self.train, "lr": cand.lr}, baseline=baseline)
 
@@ -180,7 +176,14 @@ def make_plan(spec: SearchSpec, home=None) -> Plan:
     raw_space = dict(spec.space or {})
     if train["recipe"] != "default":  # the recipe sets the learning rate: searching it would change nothing
         raw_space["lr"] = train["lr"]
-    space = build_space(raw_space, info, teacher_model(spec.teacher), train["lr"])
+    try:
+        teacher = teacher_runs(ExperimentSpec(dataset=spec.dataset, dataset_knobs=dict(spec.dataset_knobs),
+                                              teacher=spec.teacher, teachers=copy.deepcopy(spec.teachers),
+                                              ensemble=spec.ensemble, teacher_train=teacher_train))[0]
+    except DistillError as exc:
+        raise ConfigError(str(exc)) from None
+    without = black_box(teacher)
+    space = build_space(raw_space, info, None if without else teacher.model, train["lr"], without)
     plan = Plan(spec, settings, time_limit, info, space, budget_name, budget, objectives, train, teacher_train)
     try:
         plan.teacher  # the teacher, the data set and the training settings validate as any experiment's do
