@@ -10,7 +10,7 @@ its scratch twin on 3 seeds ("distillation helped by X +- Y"); and the gap close
 verdict: does the search's best beat the random grid's best by test accuracy (the mean over 3
 seeds) at equal or lower int8 size?
 
-Usage: python bench/bench_search.py [--trials 30] [--workers N] [--home DIR] [--write docs/benchmarks.md]
+Usage: python bench/bench_search.py [--trials 30] [--epochs 20] [--workers N] [--home DIR] [--write docs/benchmarks.md]
 """
 from __future__ import annotations
 
@@ -98,12 +98,17 @@ def verdict(search: dict, rand: dict, key: str) -> str:
         return "**Missed**: the search found no student that fits mcu."
     if r.best is None:
         return "**Met**: the random grid found no student that fits mcu; the search did."
-    s_acc = statistics.mean(s.twin.distilled.values()) if s.twin and s.twin.distilled else s.best["test_accuracy"]
-    r_acc = statistics.mean(r.twin.distilled.values()) if r.twin and r.twin.distilled else r.best["test_accuracy"]
+    s_runs = list(s.twin.distilled.values()) if s.twin and s.twin.distilled else [s.best["test_accuracy"]]
+    r_runs = list(r.twin.distilled.values()) if r.twin and r.twin.distilled else [r.best["test_accuracy"]]
+    s_acc, r_acc = statistics.mean(s_runs), statistics.mean(r_runs)
+    spread = max((statistics.stdev(v) for v in (s_runs, r_runs) if len(v) > 1), default=math.nan)
+    diff = (f"a difference of {100 * (s_acc - r_acc):+.1f} points on {len(s_runs)} and {len(r_runs)} seeds "
+            f"(the larger standard deviation {100 * spread:.1f} points"
+            + ("; within the seeds' spread" if abs(s_acc - r_acc) <= spread else "") + ")")
     cheaper = s.best[key] <= r.best[key]
     met = s_acc > r_acc and cheaper
     words = (f"the search's best has test accuracy {pct(s_acc)} (mean over its seeds) at {fmt_cost(key, s.best[key])}; "
-             f"the random grid's best {pct(r_acc)} at {fmt_cost(key, r.best[key])}. On validation accuracy, the figure both "
+             f"the random grid's best {pct(r_acc)} at {fmt_cost(key, r.best[key])}, {diff}. On validation accuracy, the figure both "
              f"searched on: {pct(s.best['val_accuracy'])} against {pct(r.best['val_accuracy'])}.")
     if met:
         return f"**Met**: {words}"
@@ -115,11 +120,13 @@ def verdict(search: dict, rand: dict, key: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=None, help="students' epochs (default: the search file's, 20)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--home", default=None, help="home folder (default: a fresh temporary one)")
     ap.add_argument("--verbose", action="store_true", help="print the drivers' lines")
     ap.add_argument("--write", default=None, metavar="MARKDOWN", help="also write the figures into this file")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when the output goes to a file
 
     from distill_core.jobs import LocalExecutor
     from distill_core.search.spec import SearchSpec, load_search_file, make_plan
@@ -127,6 +134,8 @@ def main() -> None:
     home = Path(args.home or tempfile.mkdtemp(prefix="bench-search-"))
     base = load_search_file(FILE).to_dict()
     base["trials"] = args.trials
+    if args.epochs:
+        base["train"] = {**base["train"], "epochs": args.epochs}
     key = base["objectives"][0]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} at start"
@@ -145,7 +154,7 @@ def main() -> None:
               "|---|---|---|---|---|---|---|---|---|---|---|---|")
     teacher_acc = search["report"].twin.teacher_accuracy if search["report"].twin else math.nan
     body = f"""Machine: {machine}. {args.workers} worker processes, one torch thread each.
-Script: `python bench/bench_search.py --write docs/benchmarks.md` ({args.trials} trials each; the search is
+Script: `python bench/bench_search.py --trials {args.trials} --epochs {base['train']['epochs']} --write docs/benchmarks.md` ({args.trials} trials each; the search is
 `python -m distill_core search assets/searches/digits-mcu.yaml`, the random grid the same file with
 `--sampler random --no-prune`).
 
