@@ -1,6 +1,6 @@
 """The newcomer's path in a real browser: start the app, run the quick demo, watch it finish,
 open the distilled student, check its figures, download its ONNX file, upload it back as an ONNX
-teacher, then run a small search and see its front; save screenshots.
+teacher, save screenshots; and run a small search from the Search page and see its front.
 
 Headless Chromium from Debian (`apt-get install chromium`) driven by Playwright through
 `executable_path` (never `playwright install`). In CI (CI=true) a missing browser fails the
@@ -267,16 +267,34 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
                 "() => [...document.querySelectorAll('.js-plotly-plot')].some(e => e.offsetParent !== null)", timeout=30_000)
             page.screenshot(path=str(SHOTS / "learn.png"))
             assert not page.get_by_test_id("stException").count(), "a page raised"
+        finally:
+            browser.close()
 
+
+def test_a_small_search_from_the_search_page_draws_its_front(app_server, tmp_path):
+    """Its own test (and time limit): the demo's path above already fills most of its five minutes."""
+    exe = need_browser()
+    from playwright.sync_api import sync_playwright
+
+    global SHOTS
+    if os.environ.get("DISTILL_SCREENSHOTS") != "1":
+        SHOTS = tmp_path / "screenshots"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(app_server["url"])
+            settle(page)
             search_finds_a_front(page)
         finally:
             browser.close()
 
 
 def search_finds_a_front(page) -> None:
-    """On warm workers: a search on the moons toy set (3 trials of 3 epochs, the mcu budget, one
-    confirmation seed) started from the Search page runs in the background and ends with its
-    trials and front drawn and its answer written."""
+    """A search on the moons toy set (3 trials of 3 epochs, the mcu budget, one confirmation seed)
+    started from the Search page, which starts the workers, runs in the background and ends with
+    its trials and front drawn and its answer written."""
     from playwright.sync_api import expect
 
     page.get_by_role("link", name="Search", exact=True).click()

@@ -98,6 +98,7 @@ def test_a_teacher_without_a_network_gets_only_the_logit_methods(teacher):
     ({"objectives": ["params", "flops", "int8_bytes"]}, "at most two costs"),
     ({"objectives": ["train_kwh"]}, "depends on training"),
     ({"time_limit": 0}, "0 minutes leaves no time"),
+    ({"space": {"students": {"random-forest": None}}}, "random-forest is a scikit-learn model: it can teach"),
     ({"teacher": {"onnx": "missing.onnx"}}, "teacher ONNX model missing.onnx: no such file"),
     ({"budget": "watch"}, "no profile 'watch'"),
     ({"name": "no spaces"}, "not a usable search name"),

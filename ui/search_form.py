@@ -12,7 +12,7 @@ from distill_core import teachers
 from distill_core.data import DATASETS
 from distill_core.errors import DistillError
 from distill_core.measure.budgets import PROFILE_PARAMS, SIZE_OF, load_profiles
-from distill_core.models import ARCHITECTURES
+from distill_core.models import ARCHITECTURES, is_network
 from distill_core.search.costs import OBJECTIVES, SIZE_COST
 from distill_core.search.space import default_methods
 from distill_core.search.spec import SEARCH_PARAMS, SearchSpec, check_time_limit, make_plan
@@ -96,7 +96,7 @@ def form() -> tuple[SearchSpec | None, dict, dict]:
 
     st.markdown("**Space** (families and methods from the registries; narrow or fix any knob below)")
     s1, s2 = st.columns(2)
-    archs = [e.name for e in ARCHITECTURES if kind in e.extra["kinds"]]
+    archs = [e.name for e in ARCHITECTURES if kind in e.extra["kinds"] and is_network(e.name)]
     families = s1.multiselect("Student families", archs, default=archs, key=f"sr_families_{kind}")
     methods = s2.multiselect("Methods", default_methods(), default=default_methods(), key="sr_methods")
     raw = st.text_area("Narrow or fix knobs (YAML, optional)", key="sr_space", height=90,

@@ -31,7 +31,7 @@ from ..data import DatasetInfo
 from ..errors import ConfigError, DistillError
 from ..labels import method_label, model_label
 from ..methods import ALPHA, METHODS, TEMPERATURE, Method
-from ..models import ARCHITECTURES, build_model, normalise_spec
+from ..models import ARCHITECTURES, build_model, is_network, normalise_spec
 from ..registry import Param
 from ..train_params import TRAIN_PARAMS
 
@@ -328,10 +328,13 @@ def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict | None,
     if students is not None and not students:
         raise ConfigError("space: students is empty: name at least one family, or leave students out for every family "
                           "that fits the data")
-    wanted = list(students) if students else [e.name for e in ARCHITECTURES]
+    wanted = list(students) if students else [e.name for e in ARCHITECTURES if is_network(e.name)]  # no estimators
     fitting: dict[str, dict] = {}
     for arch in wanted:
         entry = ARCHITECTURES.get(arch)  # an unknown family: ConfigError naming the known ones
+        if not is_network(arch):
+            raise ConfigError(f"space: {arch} is a scikit-learn model: it can teach, but a student learns by gradient "
+                              "descent; choose a network family")
         if info.kind not in entry.extra["kinds"]:
             why = f"{arch} takes {' and '.join(entry.extra['kinds'])} inputs, not {info.kind}"
             if students:
