@@ -31,23 +31,28 @@ from .measure.budgets import check_budgets, validate_profiles
 # -- costs --------------------------------------------------------------------------------------
 
 
+INT8_ACCURACY = "measure.int8.accuracy"  # the deployed int8 model's test accuracy (ONNX Runtime)
+
+
 @dataclass(frozen=True)
 class Cost:
     key: str
     title: str  # axis title
     columns: tuple[str, ...]  # candidates in the results frame, first present wins
     log: bool = True  # log axis (costs span orders of magnitude)
+    accuracy: str = "accuracy"  # what is plotted against it: an int8 cost against the int8 model's accuracy
 
 
 COSTS: tuple[Cost, ...] = (
     Cost("params", "parameters", ("params", "measure.size.params")),
     Cost("fp32_bytes", "fp32 weights (bytes)", ("measure.size.fp32_bytes",)),
     Cost("onnx_bytes", "fp32 ONNX model (bytes)", ("measure.size.onnx_bytes",)),
-    Cost("int8_bytes", "int8 ONNX model (bytes)", ("measure.int8.bytes",)),
+    Cost("int8_bytes", "deployed int8 ONNX model (bytes)", ("measure.int8.bytes",), accuracy=INT8_ACCURACY),
     Cost("flops", "FLOPs per sample", ("measure.compute.flops", "measure.flops.flops", "measure.flops")),
     Cost("torch_ms", "PyTorch latency, batch 1 median (ms)", ("measure.latency.torch.median_ms",)),
     Cost("onnx_ms", "ONNX Runtime latency, batch 1 median (ms)", ("measure.latency.onnx.median_ms",)),
-    Cost("onnx_int8_ms", "ONNX Runtime int8 latency, batch 1 median (ms)", ("measure.latency.onnx_int8.median_ms",)),
+    Cost("int8_ms", "ONNX Runtime int8 latency, batch 1 median (ms)", ("measure.latency.onnx_int8.median_ms",),
+         accuracy=INT8_ACCURACY),
     Cost("train_kwh", "training energy (kWh)", ("training_kwh",)),
     Cost("infer_kwh", "inference energy per 1,000 predictions (kWh)", ("energy.inference_kwh_per_1000",)),
 )
@@ -84,9 +89,12 @@ def add_training_energy(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def cost_columns(frame: pd.DataFrame) -> dict[str, dict]:
-    """For each cost: {"cost": Cost, "column": name or None, "reason": why unavailable or None}.
+    """For each cost: {"cost": Cost, "column": name or None, "accuracy": the accuracy column
+    plotted against it, "reason": why unavailable or None}.
 
-    A cost is unavailable when no candidate column exists or every run's value is missing;
+    An int8 cost (bytes, latency) is drawn against the deployed int8 model's accuracy, so a
+    point is what a device would run. A cost is unavailable when no candidate column exists or
+    every run's value (or that accuracy) is missing;
     the reason comes from what the runs recorded when they say (e.g. "energy measurement
     turned off"), else a plain "not measured in any selected run".
     """
@@ -94,8 +102,9 @@ def cost_columns(frame: pd.DataFrame) -> dict[str, dict]:
     for cost in COSTS:
         column, reason = None, None
         present = [c for c in cost.columns if c in frame.columns]
+        accuracy = cost.accuracy if cost.accuracy in frame.columns else None
         for c in present:
-            if frame[c].notna().any():
+            if accuracy is not None and (frame[c].notna() & frame[accuracy].notna()).any():
                 column = c
                 break
         if column is None:
@@ -105,8 +114,10 @@ def cost_columns(frame: pd.DataFrame) -> dict[str, dict]:
             if not found and cost.key == "infer_kwh":
                 found = [r for r in [_reason_near(frame, "energy.phases.inference.kwh"),
                                      _reason_near(frame, "energy.total_kwh")] if r]
+            if not found and cost.accuracy != "accuracy":
+                found = [r for r in [_reason_near(frame, cost.accuracy)] if r]
             reason = found[0] if found else "not measured in any selected run"
-        out[cost.key] = {"cost": cost, "column": column, "reason": reason}
+        out[cost.key] = {"cost": cost, "column": column, "accuracy": cost.accuracy, "reason": reason}
     return out
 
 
@@ -380,10 +391,20 @@ def budget_table(frame: pd.DataFrame, profile: dict, name: str = "profile") -> p
     return pd.DataFrame(rows, columns=["run_id", "fits", "reason"], index=frame.index)
 
 
-def best_that_fits(frame: pd.DataFrame, profile: dict, accuracy: str = "accuracy",
+def profile_accuracy(profile: dict) -> str:
+    """The accuracy a run fits a profile with: the deployed int8 model's when the profile limits
+    an int8 figure (its file or its latency), else the run's own."""
+    return INT8_ACCURACY if profile.get("size_of") == "int8" or profile.get("latency_of") == "onnx_int8" else "accuracy"
+
+
+def best_that_fits(frame: pd.DataFrame, profile: dict, accuracy: str | None = None,
                    table: pd.DataFrame | None = None) -> pd.Series | None:
-    """The most accurate run that fits the profile (ties: fewer parameters), or None.
-    `table`: the frame's budget_table for this profile, when already computed."""
+    """The most accurate run that fits the profile (ties: fewer parameters), or None; accuracy
+    as `profile_accuracy` says unless given. `table`: the frame's budget_table for this profile,
+    when already computed."""
+    accuracy = accuracy or profile_accuracy(profile)
+    if accuracy not in frame.columns:
+        return None
     fits = (table if table is not None else budget_table(frame, profile))["fits"]
     ok = frame[fits.eq(True).values]
     ok = ok[ok[accuracy].notna()]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -322,7 +322,12 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
                     valid = cls.coerce(given)
                     run_teacher = cls.teacher_for(valid, teacher, info.kind)
                     for seed in seeds:
-                        add(student(model, {"name": cls.name, **valid}, seed, run_teacher))
+                        run = student(model, {"name": cls.name, **valid}, seed, run_teacher)
+                        start = cls.start_from(valid, run)
+                        if start is not None:  # a run of its own, before this one (QAD's fp32 student)
+                            add(start)
+                            run = replace(run, start=start, train=cls.train_for(valid, run.train))
+                        add(run)
         if spec.baseline:
             for seed in seeds:
                 add(student(model, {"name": SCRATCH}, seed, teacher))

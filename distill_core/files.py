@@ -1,11 +1,14 @@
-"""Files: content hashes (of a user's data, uploaded weights, JSON-able configs), atomic writes and
-lock files."""
+"""Files: content hashes (of a user's data, uploaded weights, JSON-able configs), atomic writes,
+lock files, folders sent between machines, and where a file a run names is on this machine."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from pathlib import Path
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+
+from .errors import DataError
 
 
 def file_sha256(path: str | Path) -> str:
@@ -50,3 +53,52 @@ def try_lock(path: str | Path):
         f.close()
         return None
     return f
+
+
+def read_tree(folder: str | Path) -> dict[str, bytes]:
+    """Every file under `folder` by its relative POSIX path: a folder to send to another machine."""
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_tree(folder: str | Path, files: dict[str, bytes]) -> Path:
+    """Write what `read_tree` gave into `folder` (created). The names come from another process,
+    so they are checked as an archive's are, all before anything is written: a relative path
+    with no ".." and no hidden trick lands inside `folder`; any other is refused (DataError)."""
+    folder = Path(folder)
+    root = folder.resolve()
+    targets = []
+    for name, data in files.items():
+        rel = PurePosixPath(name)
+        if not name or rel.is_absolute() or ".." in rel.parts or "\\" in name or ":" in name:
+            raise DataError(f"refusing to write {name!r}: not a plain relative path inside the folder")
+        target = (root / rel).resolve()
+        if root not in target.parents:
+            raise DataError(f"refusing to write {name!r}: it would land outside {folder}")
+        targets.append((target, data))
+    for target, data in targets:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return folder
+
+
+# A machine that does not see the user's files (a Ray node) gets a copy of each file a run names,
+# checked against its sha256; readers ask `locate` where a named file is here.
+_copies: dict[str, Path] = {}
+
+
+def locate(path: str | Path, sha256: str | None = None) -> Path:
+    """Where a file a run config names ({"path", "sha256"}) is on this machine: the copy an
+    executor brought here (found by its sha256), else its own path."""
+    return _copies.get(sha256 or "", Path(path))
+
+
+@contextmanager
+def local_copies(copies: dict[str, Path]):
+    """Within the block, `locate` finds these files (sha256 -> path of the local copy)."""
+    _copies.update(copies)
+    try:
+        yield
+    finally:
+        for sha in copies:
+            _copies.pop(sha, None)

@@ -90,11 +90,12 @@ def _check_domains(model, where: str) -> None:
                              "are run")
 
 
-def _check_external_data(model, folder: Path, where: str) -> int:
-    """Each external data file must be a file inside the model's folder; returns their bytes."""
+def _check_external_data(model, folder: Path, where: str) -> dict[str, Path]:
+    """Each external data file must be a file inside the model's folder; returns them by the
+    location the model names."""
     from onnx.external_data_helper import uses_external_data
 
-    total, seen = 0, set()
+    found = {}
     for tensor in _tensors(model):
         if not uses_external_data(tensor):
             continue
@@ -108,10 +109,17 @@ def _check_external_data(model, folder: Path, where: str) -> int:
         if not target.is_file():
             raise ModelError(f"{where}: tensor {tensor.name!r} keeps its data in {location!r}, which is not there "
                              "(upload the data file beside the model, or save the model with its data inside)")
-        if target not in seen:
-            seen.add(target)
-            total += target.stat().st_size
-    return total
+        found[location] = target
+    return found
+
+
+def external_data(path: str | Path) -> dict[str, Path]:
+    """The external data files of a checked ONNX file, by the location the model names (relative
+    to its folder): what travels with it to a machine that does not see the folder."""
+    import onnx
+
+    path = Path(path)
+    return _check_external_data(onnx.load(str(path), load_external_data=False), path.parent, str(path))
 
 
 def _pick_input(model, input_shape: tuple, where: str) -> tuple[str, str, int | None]:
@@ -176,7 +184,7 @@ def check_onnx(path: str | Path, input_shape: tuple, num_classes: int, probe: np
     if not model.ir_version and not len(model.graph.node):
         raise ModelError(f"{where}: not an ONNX model (it holds no graph)")
     _check_domains(model, where)
-    size += _check_external_data(model, path.parent, where)
+    size += sum(p.stat().st_size for p in set(_check_external_data(model, path.parent, where).values()))
     if size > max_mb * 1024 * 1024:
         raise ModelError(f"{where}: {size / 1024 / 1024:.4g} MB with its external data, more than max_mb={max_mb:g} MB")
     try:
@@ -195,12 +203,15 @@ def check_onnx(path: str | Path, input_shape: tuple, num_classes: int, probe: np
     return info
 
 
-def session(path: str | Path, threads: int = 1, device: str = "cpu"):
+def session(path: str | Path, threads: int = 1, device: str = "cpu", optimised_path: str | Path | None = None):
     """An ONNX Runtime session: intra-op threads fixed, one inter-op thread, no custom-op library.
-    With device "cuda" or "auto", the CUDA provider is used when this ONNX Runtime has it."""
+    With device "cuda" or "auto", the CUDA provider is used when this ONNX Runtime has it;
+    `optimised_path`: where to write the graph as ONNX Runtime optimised it."""
     import onnxruntime as ort  # heavy (hundreds of ms): imported only when a session is made
 
     opts = ort.SessionOptions()
+    if optimised_path is not None:
+        opts.optimized_model_filepath = str(optimised_path)
     opts.intra_op_num_threads = threads if threads and threads > 0 else (os.cpu_count() or 1)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3

@@ -35,10 +35,15 @@ SEARCH_DB = "search.sqlite"
 # Files inside a run folder (and, for the first four, a teacher's cache folder).
 CONFIG, RESULT, META = "config.json", "result.json", "meta.json"
 WEIGHTS, LOGITS = "weights.safetensors", "logits.safetensors"
-ONNX, INT8, PT2 = "model.onnx", "model.int8.onnx", "model.pt2"
+ONNX, INT8, PT2 = "model.onnx", "model.int8.onnx", "model.pt2"  # INT8: the deployed int8 variant
 CARD_MD, CARD_JSON = "model_card.md", "model_card.json"
 EMISSIONS = "emissions.csv"  # CodeCarbon's log
 MEASURED = "measure.json"  # what the `measure` command found
+
+
+def int8_variant(name: str) -> str:
+    """The file of an int8 variant ("static", "dynamic", "qad") that is measured but not deployed."""
+    return f"model.int8-{name}.onnx"
 
 
 def home_dir(home: str | Path | None = None) -> Path:

@@ -23,6 +23,8 @@ def progress_text(status: str, event: dict | None) -> str:
         return status
     if not event or event.get("phase") == "start":
         return "starting"
+    if event.get("phase") == "retry":  # its node died: the executor runs it again elsewhere
+        return f"running again: {event.get('reason', '')}".rstrip(": ")
     bits = [str(event.get("phase", ""))]
     if event.get("epochs"):
         bits.append(f"epoch {event.get('epoch', 0)}/{event['epochs']}")

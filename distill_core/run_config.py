@@ -32,6 +32,7 @@ class RunConfig:
     train: dict  # training settings (train_params.TRAIN_PARAMS)
     seed: int = 0
     teacher: RunConfig | None = None  # whom a student (or an assistant) learns from
+    start: RunConfig | None = None  # the run whose trained weights a student starts from (QAD's fp32 student)
     weights: dict | None = None  # {"path", "sha256"}: a teacher loaded from the user's file
     # A teacher that is not a network of this lab, given as a file: {"kind": "onnx" or "outputs",
     # "path", "sha256", **its options} (teachers.py); its `model` then only describes it.
@@ -49,9 +50,10 @@ class RunConfig:
         unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"run config: unknown field(s) {', '.join(unknown)}")
-        teacher = d.get("teacher")
+        teacher, start = d.get("teacher"), d.get("start")
         members = tuple(cls.from_dict(m) for m in d.get("members") or ())
-        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None, "members": members})
+        return cls(**{**d, "teacher": cls.from_dict(teacher) if teacher else None,
+                      "start": cls.from_dict(start) if start else None, "members": members})
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict; optional fields only when set (the stored shape, hashed)."""
@@ -60,6 +62,8 @@ class RunConfig:
         for key in ("weights", "source", "transfer", "measure", "after"):
             if getattr(self, key):
                 d[key] = getattr(self, key)
+        if self.start is not None:
+            d["start"] = self.start.to_dict()
         if self.members:
             d["members"] = [m.to_dict() for m in self.members]
         return d
@@ -74,6 +78,8 @@ class RunConfig:
         d["train"] = {k: v for k, v in self.train.items()
                       if k not in NON_SEMANTIC and not (k in ADDED_LATER and v == DEFAULTS[k])}
         d["teacher"] = self.teacher._identity() if self.teacher else None
+        if self.start is not None:
+            d["start"] = self.start._identity()
         if self.members:
             d["members"] = [m._identity() for m in self.members]
         return d
@@ -85,6 +91,13 @@ class RunConfig:
     def teacher_hash(self) -> str | None:
         """The identity of the teacher this run learns from (None for a teacher run)."""
         return self.teacher.hash if self.teacher else None
+
+    @property
+    def depends_on(self) -> str | None:
+        """The hash of the run that must be done before this one starts: the run it starts from,
+        else its teacher (which the start run itself depends on), else the ensemble that makes
+        this member (`after`)."""
+        return self.start.hash if self.start is not None else self.teacher_hash or self.after
 
     @property
     def method_name(self) -> str:
@@ -105,5 +118,6 @@ class RunConfig:
             return self
         train = self.train if self.train.get("threads") else {**self.train, "threads": threads}
         teacher = self.teacher.with_threads(threads) if self.teacher else None
+        start = self.start.with_threads(threads) if self.start else None
         members = tuple(m.with_threads(threads) for m in self.members)
-        return dataclasses.replace(self, train=train, teacher=teacher, members=members)
+        return dataclasses.replace(self, train=train, teacher=teacher, start=start, members=members)

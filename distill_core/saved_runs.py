@@ -15,6 +15,7 @@ from . import paths
 from .data import DataBundle
 from .data.cache import load_data
 from .evaluate import predict_logits
+from .measure.export import fold_batchnorm
 from .models import DistillNet, build_model, load_weights
 from .run_config import RunConfig
 from .teaching import grid_points
@@ -107,3 +108,12 @@ def teacher_test_outputs(home: str | Path, teacher_hash: str, config: RunConfig)
     data = load_data(config.dataset)
     return {"logits": logits["test"].numpy(), "y": data.y_test.numpy(), "x": data.x_test.numpy(),
             "classes": list(data.info.class_names), "kind": data.info.kind, "shape": list(data.info.input_shape)}
+
+
+def quantised_layers(config: RunConfig, weights: str | Path) -> dict[str, np.ndarray]:
+    """The weights of a run's convolutions and linear layers as its int8 file quantises them
+    (batch norm folded into the convolution before it), by layer name."""
+    model, _ = load_run_model(config, weights)
+    folded, _ = fold_batchnorm(model)
+    return {name: m.weight.detach().numpy() for name, m in folded.named_modules()
+            if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear))}

@@ -1,7 +1,8 @@
 """The dashboard's settings, kept in <home>/settings.json (paths.SETTINGS).
 
 Device and threads go into the training settings of the runs launched from the dashboard;
-workers, threads and the CodeCarbon country are the worker pool's arguments when it starts.
+workers, threads and the CodeCarbon country are the worker pool's arguments when it starts, and
+so are the executor (local processes or a Ray cluster) and, for Ray, the cluster's address.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .config import ExperimentSpec
 from .errors import DistillError
 from .files import write_json
 from .jobs.executor import default_workers
+from .jobs.ray_executor import ADDRESS_HELP, INSTALL_HINT, check_address, ray_installed
 from .measure.settings import default_country, iso_country
 from .registry import Param, coerce_knobs
 
@@ -30,7 +32,25 @@ def settings_params() -> tuple[Param, ...]:
         Param("upload_mb", 200, "largest file accepted on the New experiment page, in MB", "int", 1, 10000),
         Param("autostart", True, "start the worker pool when runs are launched from the dashboard", "bool"),
         Param("refresh_seconds", 2.0, "how often pages refresh while runs are active", "float", 0.5, 60.0),
+        *EXECUTOR_PARAMS,
     )
+
+
+def _ray_if_chosen(executor: str) -> str:
+    if executor == "ray" and not ray_installed():
+        raise ValueError(f"ray needs Ray, which is not installed here: {INSTALL_HINT}")
+    return executor
+
+
+# Who trains the runs (docs/cluster.md); the Settings page shows these in their own section.
+EXECUTOR_PARAMS = (
+    Param("executor", "local", "who trains the runs: worker processes on this machine, or a Ray cluster", "choice",
+          choices=("local", "ray"), check=_ray_if_chosen),
+    Param("ray_address", "", "the Ray cluster: " + ADDRESS_HELP, "str", check=check_address),
+    Param("ray_retries", 1, "times a run is run again (on another node) when its node or worker process dies",
+          "int", 0, 10),
+    Param("ray_gpus", 0.0, "GPUs each run asks Ray for (a run whose device is cuda asks for 1 at least)", "float", 0, 16),
+)
 
 
 def validate_settings(values: dict) -> dict:
@@ -71,10 +91,16 @@ def with_run_settings(spec: ExperimentSpec, settings: dict) -> ExperimentSpec:
 
 def pool_arguments(settings: dict) -> dict:
     """What `jobs.ensure_workers` starts a pool with."""
-    return {"workers": settings["workers"], "threads": settings["threads"] or None, "country": settings["country"]}
+    args = {"workers": settings["workers"], "threads": settings["threads"] or None, "country": settings["country"]}
+    if settings["executor"] == "ray":
+        args.update(executor="ray", address=settings["ray_address"], retries=settings["ray_retries"],
+                    gpus=settings["ray_gpus"])
+    return args
 
 
 def pool_matches(info: dict, settings: dict) -> bool:
     """Whether a running pool (its registry info) was started with these settings."""
     args = pool_arguments(settings)
+    if info.get("executor", "local") != args.get("executor", "local") or info.get("address", "") != args.get("address", ""):
+        return False
     return all(info.get(k) in (None, v) for k, v in args.items() if v)

@@ -43,7 +43,7 @@ from .engine.device import pick_device
 from .engine.train import TrainResult, train_model
 from .errors import DistillError, ModelError
 from .evaluate import evaluate_logits, predict_logits
-from .files import file_sha256, write_atomic, write_json
+from .files import file_sha256, locate, read_tree, write_atomic, write_json, write_tree
 from .labels import model_label
 from .methods import make_method
 from .models import DistillNet, build_model, count_params, is_estimator, load_weights, save_weights
@@ -97,10 +97,13 @@ def _split_rows(full: np.ndarray, data: DataBundle) -> dict[str, torch.Tensor]:
     return out
 
 
-def _unchanged(source: dict) -> None:
-    """Refuse a teacher file edited after the experiment was submitted (its sha256 is its identity)."""
-    if Path(source["path"]).is_file() and file_sha256(source["path"]) != source["sha256"]:
+def _unchanged(source: dict) -> Path:
+    """Where a teacher file is on this machine (`files.locate`: a Ray node reads its copy);
+    refused when edited after the experiment was submitted (its sha256 is its identity)."""
+    path = locate(source["path"], source["sha256"])
+    if path.is_file() and file_sha256(path) != source["sha256"]:
         raise ModelError(f"{source['path']}: the file changed after the experiment was submitted; submit it again")
+    return path
 
 
 # -- kinds -------------------------------------------------------------------------------------------
@@ -189,8 +192,7 @@ class Weights(Teacher):
         return config.weights is not None
 
     def make(self, data, recorder, parents, on_progress, should_stop):
-        _unchanged(self.config.weights)
-        return Made(model=load_weights(build(self.config, data), self.config.weights["path"]))
+        return Made(model=load_weights(build(self.config, data), _unchanged(self.config.weights)))
 
 
 class Fitted(Teacher):
@@ -229,20 +231,20 @@ class OnnxFile(Teacher):
 
     def make(self, data, recorder, parents, on_progress, should_stop):
         src = self.config.source
-        _unchanged(src)
-        info = onnx_files.check_onnx(src["path"], data.info.input_shape, data.info.num_classes, max_mb=src["max_mb"])
+        path = _unchanged(src)
+        info = onnx_files.check_onnx(path, data.info.input_shape, data.info.num_classes, max_mb=src["max_mb"])
         with self.phase(recorder, "logits"):
-            session = onnx_files.session(src["path"], int(self.config.train.get("threads") or 1),
+            session = onnx_files.session(path, int(self.config.train.get("threads") or 1),
                                          self.config.train.get("device", "cpu"))
             x = torch.cat([data.split(s)[0] for s in SPLITS]).numpy()
             scores = onnx_files.run(session, info, x)
-        logits, how = outputs_files.to_logits(scores, src["outputs"], src["path"])
+        logits, how = outputs_files.to_logits(scores, src["outputs"], src["path"])  # the name the user gave
         return Made(logits=_split_rows(logits, data),
                     meta={"outputs_taken_as": how, "onnx_bytes": info.bytes, "opsets": info.opsets,
                           "producer": info.producer, "fixed_batch": info.batch})
 
     def onnx_file(self, folder):
-        return Path(self.config.source["path"])
+        return locate(self.config.source["path"], self.config.source["sha256"])
 
 
 class OutputsFile(Teacher):
@@ -257,8 +259,7 @@ class OutputsFile(Teacher):
 
     def make(self, data, recorder, parents, on_progress, should_stop):
         src = self.config.source
-        _unchanged(src)
-        full, how = outputs_files.read_outputs(src["path"], data, src["values"], src["id_column"], src["max_mb"])
+        full, how = outputs_files.read_outputs(_unchanged(src), data, src["values"], src["id_column"], src["max_mb"])
         return Made(logits=outputs_files.per_split(full, data), meta={"outputs_taken_as": how})
 
 
@@ -362,6 +363,24 @@ class TeacherCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 os.replace(tmp, final)
+
+    def files(self, key: str) -> dict[str, bytes] | None:
+        """A cached teacher's files, to copy it into another home (a Ray node's), or None."""
+        return read_tree(self.folder(key)) if self.has(key) else None
+
+    def add_files(self, key: str, files: dict[str, bytes]) -> None:
+        """Put a teacher that `files` gave (from another home's cache) into this cache, atomically;
+        kept as it is when this cache has it already."""
+        if self.has(key):
+            return
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-"))
+        try:
+            write_tree(tmp, files)
+            with _lock:
+                if not self.folder(key).exists():
+                    os.replace(tmp, self.folder(key))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def drop(self, key: str) -> None:
         """Remove a cache entry (moved aside first, so a reader never sees half of one)."""

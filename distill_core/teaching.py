@@ -6,6 +6,8 @@
     kd_anatomy               the KD loss's soft and hard terms on a batch
     class_bias_sweep         accuracy as a bias is added to one class's logit (omitted class)
     grid_points              a grid over 2-D inputs (saved_runs.decision_surface evaluates a model on it)
+    int8_grid                a layer's weights on the int8 grid (per output channel, symmetric)
+    int8_variants            fp32, dynamic, static and QAD int8 side by side, from a QAD run's result
 
 Plain functions of tensors: nothing here trains, loads a model or imports streamlit.
 """
@@ -120,3 +122,48 @@ def grid_points(x, steps: int = 150, margin: float = 0.1) -> tuple[np.ndarray, n
     gx, gy = np.meshgrid(xs, ys)
     pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
     return xs, ys, pts
+
+
+# -- int8 -------------------------------------------------------------------------------------------------------
+
+
+def int8_grid(weights: np.ndarray) -> dict:
+    """How static int8 stores a layer's weights: per output channel (axis 0) a step of
+    max|w| / 127, each weight rounded to the nearest of the 255 multiples of it in [-127, 127]
+    steps. Returns the steps, the rounded values, and the rounding error in steps (within 0.5)."""
+    w = np.asarray(weights, dtype=np.float64)
+    flat = w.reshape(len(w), -1)
+    absmax = np.abs(flat).max(1)
+    step = np.where(absmax > 0, absmax / 127, 1.0)
+    q = np.clip(np.round(flat / step[:, None]), -127, 127)
+    error = flat / step[:, None] - q
+    return {"step": step, "q": q.reshape(w.shape), "dequantised": (q * step[:, None]).reshape(w.shape),
+            "error_steps": error.reshape(w.shape), "max_error_steps": float(np.abs(error).max()) if error.size else 0.0,
+            "levels_used": [int(len(np.unique(row))) for row in q]}
+
+
+VARIANT_ORDER = ("fp32", "dynamic", "static", "qad")
+
+
+def int8_variants(result: dict) -> pd.DataFrame:
+    """One row per variant of a QAD run's student: the fp32 model it started from, its dynamic
+    and static (PTQ) int8, and the QAD int8 model; accuracy, change from fp32 (points), file bytes,
+    batch-1 median (ms) and batch throughput in ONNX Runtime. A figure the run did not measure
+    is NaN."""
+    m = result.get("measure") or {}
+    variants = m.get("int8_variants") or {}
+    lat = m.get("latency") or {}
+    i8 = m.get("int8") or {}
+    fp32_acc = i8.get("fp32_accuracy")
+    rows = [{"variant": "fp32", "accuracy": fp32_acc, "bytes": (m.get("onnx") or {}).get("bytes"),
+             "batch1_ms": (lat.get("onnx") or {}).get("median_ms"),
+             "samples_per_s": (lat.get("onnx_batch") or {}).get("samples_per_s")}]
+    for name in VARIANT_ORDER[1:]:
+        v = variants.get(name) or {}
+        rows.append({"variant": name, "accuracy": v.get("accuracy"), "bytes": v.get("bytes"),
+                     "batch1_ms": (v.get("latency") or {}).get("median_ms"),
+                     "samples_per_s": (v.get("latency_batch") or {}).get("samples_per_s")})
+    out = pd.DataFrame(rows).astype({"accuracy": "float64", "bytes": "float64", "batch1_ms": "float64",
+                                     "samples_per_s": "float64"})
+    out["change_pts"] = 100 * (out["accuracy"] - (fp32_acc if fp32_acc is not None else math.nan))
+    return out

@@ -54,23 +54,24 @@ def filters(frame: pd.DataFrame) -> pd.DataFrame:
 
 def section_tradeoffs(sel: pd.DataFrame, colours: dict, average: bool) -> None:
     costs = A.cost_columns(sel)
-    values = ["accuracy"] + [c["column"] for c in costs.values() if c["column"]]
+    values = list(dict.fromkeys(["accuracy"] + [v for c in costs.values() if c["column"] for v in (c["accuracy"], c["column"])]))
     pts = F.points(sel, values, average)
     pts["kind"] = F.kind_of(pts)
     st.caption("Each point is " + ("a configuration, averaged over its seeds (bars: one standard deviation)"
                                    if average else "one run") +
                ". The teacher (star), an ensemble teacher's members (open stars; the ensemble's costs are the sum of "
                "theirs) and the scratch students (grey) are the landmarks; the dotted staircase is "
-               "the Pareto frontier: no other run is both cheaper and more accurate.")
+               "the Pareto frontier: no other run is both cheaper and more accurate. The int8 costs are drawn "
+               "against the accuracy of the int8 model that deploys (static by default, or the variant its run chose).")
     cols = st.columns(2)
     for i, (key, c) in enumerate(costs.items()):
         cost = c["cost"]
         with cols[i % 2]:
             if c["column"] is None:
-                st.markdown(f"**accuracy vs {cost.title}**")
+                st.markdown(f"**{'int8 accuracy' if c['accuracy'] != 'accuracy' else 'accuracy'} vs {cost.title}**")
                 st.info(f"{cost.title}: unavailable. {c['reason']}", icon=":material/block:")
                 continue
-            fig, front = F.trade_off_figure(pts, c["column"], cost.title, colours, average)
+            fig, front = F.trade_off_figure(pts, c["column"], cost.title, colours, average, c["accuracy"])
             missing = int(pts[c["column"]].isna().sum())
             st.plotly_chart(fig, key=f"tradeoff-{key}", width="stretch")
             note = f"On the frontier: {'; '.join(front['label'].astype(str).head(4))}" + (" ..." if len(front) > 4 else "")
@@ -193,10 +194,12 @@ def section_budgets(sel: pd.DataFrame, home: str) -> None:
     c2.caption(f"**{name}**: {p.get('description', '')}. Limits: {'; '.join(limits) or 'none'}. "
                "Profiles come from the defaults and `budgets.json` in the home folder.")
     cands = sel
+    acc = A.profile_accuracy(p)  # an int8 profile judges the int8 model that deploys
+    acc_name = "int8 accuracy" if acc != "accuracy" else "accuracy"
     table = A.budget_table(cands, p, name)
     best = A.best_that_fits(cands, p, table=table)
     if best is not None:
-        st.success(f"Best that fits **{name}**: **{best['label']}**, accuracy {best['accuracy']:.4f} "
+        st.success(f"Best that fits **{name}**: **{best['label']}**, {acc_name} {best[acc]:.4f} "
                    f"({int(best['params']):,} parameters).", icon=":material/check_circle:")
     else:
         st.warning(f"No selected run fits **{name}**.", icon=":material/block:")
@@ -204,15 +207,16 @@ def section_budgets(sel: pd.DataFrame, home: str) -> None:
     d = cands.assign(fits=fits.values, reason=table["reason"].values)
     size_col = {"fp32": "measure.size.fp32_bytes", "int8": "measure.size.int8_bytes", "onnx": "measure.size.onnx_bytes"}[p["size_of"]]
     x = size_col if size_col in d.columns and d[size_col].notna().any() else "params"
-    d = d[d[x].notna()]
-    fig = px.scatter(d, x=x, y="accuracy", color="fits", hover_name="label",
+    d = d[d[x].notna() & d[acc].notna()] if acc in d.columns else d.iloc[:0]
+    fig = px.scatter(d, x=x, y=acc, color="fits", hover_name="label",
                      color_discrete_map={"fits": "#2e7d32", "does not fit": "#c62828", "not measured": "#9e9e9e"},
-                     hover_data={"reason": True, x: True}, labels={x: {"params": "parameters"}.get(x, SIZE_OF[p["size_of"]] + " (bytes)")})
+                     hover_data={"reason": True, x: True},
+                     labels={x: {"params": "parameters"}.get(x, SIZE_OF[p["size_of"]] + " (bytes)"), acc: acc_name})
     fig.update_traces(marker=dict(size=10, line=dict(width=1, color="white")))
     if p.get("max_bytes") and x == size_col:
         fig.add_vline(x=p["max_bytes"], line=dict(color="#c62828", dash="dash"), annotation_text="size limit")
     if best is not None and best["run_id"] in set(d["run_id"]):
-        fig.add_trace(go.Scatter(x=[best[x]], y=[best["accuracy"]], mode="markers", name="best that fits",
+        fig.add_trace(go.Scatter(x=[best[x]], y=[best[acc]], mode="markers", name="best that fits",
                                  marker=dict(size=22, symbol="circle-open", color="#2e7d32", line=dict(width=3))))
     fig.update_xaxes(type="log" if (d[x] > 0).all() and len(d) else "linear")
     fig.update_layout(height=400, margin=dict(l=10, r=10, t=30, b=10))
@@ -222,6 +226,7 @@ def section_budgets(sel: pd.DataFrame, home: str) -> None:
 
 TABLE_COLUMNS = ["run_id", "label", "role", "teacher_kind", "member_of", "model", "method", "temperature", "alpha", "seed", "accuracy",
                  "teacher_agreement", "teacher_accuracy", "params", "measure.size.fp32_bytes", "measure.size.int8_bytes",
+                 "measure.int8.variant", "measure.int8.accuracy", "measure.latency.onnx_int8.median_ms",
                  "measure.compute.flops", "measure.latency.torch.median_ms", "measure.latency.onnx.median_ms",
                  "training_kwh", "energy.inference_kwh_per_1000", "energy.label"]
 

@@ -20,6 +20,7 @@ from distill_core.presets import PRESETS, preset_spec, published_beside_measured
 from distill_core.run_config import RunConfig
 from ui import learn_figures as F
 from ui import state
+from ui.learn_int8 import section_int8
 from ui.learn_jobs import (launch, measured_for, roles, run_logits, short_model, show_experiment, surface,
                            teacher_outputs, wait_for)
 from ui.nav import page_setup
@@ -272,7 +273,8 @@ def main() -> None:
                "what the loss is made of, and what a student learns from soft targets.")
     frame = state.results_frame()
     teacher, out = pick_teacher()
-    tabs = st.tabs(["Temperature", "Dark knowledge", "The KD loss", "Decision boundaries", "Omitted class", "Paper presets"])
+    tabs = st.tabs(["Temperature", "Dark knowledge", "The KD loss", "Decision boundaries", "Omitted class", "Paper presets",
+                    "What int8 does"])
     if out is not None:
         with tabs[0]:
             section_temperature(out, f"teacher {teacher['model']}")
@@ -290,6 +292,8 @@ def main() -> None:
         section_omitted()
     with tabs[5]:
         section_presets(frame)
+    with tabs[6]:
+        section_int8(frame)
 
 
 main()

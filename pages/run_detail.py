@@ -72,6 +72,8 @@ if cfg.get("teacher"):
     bits.append(f"teacher **{model_label(cfg['teacher'].get('model'))}** ({kind})")
 else:
     bits.append(f"kind **{kind}**")
+if run.get("node"):
+    bits.append(f"node {run['node']}")
 st.markdown(" · ".join(bits))
 if run["role"] != STUDENT:
     run_tabs.teacher_source(result)

@@ -150,13 +150,21 @@ def test_budget_filter_and_best_that_fits():
         "accuracy": [0.95, 0.90, 0.85, 0.99],
         "params": [5e5, 2e4, 1e4, 1e3],
         "measure.int8.bytes": [600_000.0, 100_000.0, 50_000.0, np.nan],  # run 4: not measured
+        "measure.int8.accuracy": [0.95, 0.88, 0.89, np.nan],  # run 3's int8 model deploys better than run 2's
         "measure.latency.onnx_int8.median_ms": [0.5, 0.2, 0.1, 0.01],
+        "measure.size.fp32_bytes": [2e6, 8e4, 4e4, 4e3],
     })
     profile = {"size_of": "int8", "max_bytes": 256 * 1024, "latency_of": "onnx_int8", "max_latency_ms": 2.0}
     t = A.budget_table(f, profile)
     assert t["fits"].tolist() == [False, True, True, None]
     assert "not measured" in t["reason"].iloc[3]
-    assert A.best_that_fits(f, profile)["run_id"] == 2  # run 4 is more accurate but unmeasured: never a guessed pass
+    # an int8 profile ranks by the int8 model's accuracy: run 3 (0.89 in int8) over run 2 (0.90 in fp32, 0.88 in int8);
+    # run 4 is more accurate but unmeasured: never a guessed pass
+    assert A.profile_accuracy(profile) == "measure.int8.accuracy"
+    assert A.best_that_fits(f, profile)["run_id"] == 3
+    assert A.best_that_fits(f, profile, accuracy="accuracy")["run_id"] == 2
+    fp32 = {"size_of": "fp32", "max_bytes": 100_000, "latency_of": "onnx", "max_latency_ms": 0.0}
+    assert A.profile_accuracy(fp32) == "accuracy"
     tight = {**profile, "max_latency_ms": 0.15}
     assert A.best_that_fits(f, tight)["run_id"] == 3
     assert A.best_that_fits(f, {**profile, "max_bytes": 10}) is None

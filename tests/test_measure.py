@@ -19,14 +19,17 @@ from distill_core.measure.phases import PhaseRecorder
 from distill_core.errors import ConfigError
 from distill_core.measure import (EnergyMeter, check_budgets, count_flops, energy_summary, format_measurements,
                                   load_profiles, measure_run, measure_settings, param_counts)
-from distill_core.measure.export import export_onnx, export_program, quantize_int8
+from distill_core.measure.export import export_onnx, export_program
+from distill_core.measure.int8 import quantize_dynamic_int8
 from distill_core.measure.latency import ort_latency, ort_predict, ort_session, time_calls, torch_latency
 from distill_core.models import build_model, save_weights
 
 TINY = {"epochs": 2, "batch_size": 64, "lr": 0.003, "threads": 1}
-# Short timings; every part on explicitly, so a DISTILL_MEASURE in the environment changes nothing here.
+# Short timings; every part on explicitly, so a DISTILL_MEASURE in the environment changes nothing here
+# (the TorchScript exporter, fast: tests/test_int8.py covers the dynamo one).
 LIGHT = {"latency_seconds": 0.03, "inference_seconds": 0.1, "throughput_batch": 32, "power_secs": 0.1, "latency": True,
-         "energy": True, "onnx": True, "int8": True, "pt2": True, "card": True, "budgets": True, "threads": 1}
+         "energy": True, "onnx": True, "int8": True, "pt2": True, "card": True, "budgets": True, "threads": 1,
+         "exporter": "torchscript", "int8_mode": "static", "calibration_samples": 64}
 
 
 def tiny_runs(**measure):
@@ -85,9 +88,9 @@ def test_onnx_and_int8_round_trips_agree_with_pytorch(tmp_path):
     assert param_counts(model)["params"] > 100_000
     x = torch.randn(50, 64)
     save_weights(model, tmp_path / "w.safetensors")
-    onnx = export_onnx(model, x[:2], tmp_path / "m.onnx", x)
+    onnx = export_onnx(model, x[:2], tmp_path / "m.onnx", x, exporter="torchscript")
     assert onnx["ok"] and onnx["verified"] and onnx["max_abs_diff"] <= 1e-4
-    q = quantize_int8(onnx["path"], tmp_path / "m.int8.onnx")
+    q = quantize_dynamic_int8(onnx["path"], tmp_path / "m.int8.onnx")
     assert q["ok"]
     fp32_bytes = os.path.getsize(tmp_path / "w.safetensors")
     assert q["bytes"] == os.path.getsize(tmp_path / "m.int8.onnx") < fp32_bytes / 2
@@ -104,9 +107,9 @@ def test_conv_model_exports_and_program_loads(tmp_path):
     torch.manual_seed(0)
     model = build_model({"arch": "resnet", "depth": 1, "width": 4}, (1, 8, 8), 5).eval()
     x = torch.randn(6, 1, 8, 8)
-    onnx = export_onnx(model, x[:2], tmp_path / "m.onnx", x)
+    onnx = export_onnx(model, x[:2], tmp_path / "m.onnx", x, exporter="torchscript")
     assert onnx["verified"], onnx
-    q = quantize_int8(onnx["path"], tmp_path / "q.onnx")
+    q = quantize_dynamic_int8(onnx["path"], tmp_path / "q.onnx")
     got = ort_predict(ort_session(q["path"], 1), x.numpy())
     assert np.abs(got - model(x).detach().numpy()).max() < 0.1
     prog = export_program(model, x[:2], tmp_path / "m.pt2", dynamic=True)

@@ -23,7 +23,7 @@ from distill_core.models import ModelOutput, build_model
 torch.set_num_threads(1)
 
 NEW = ["takd", "logit-std", "dkd", "dist", "fitnets", "at", "rkd", "pkt"]
-ALL = ["scratch", "label-smoothing", "kd"] + NEW
+ALL = ["scratch", "label-smoothing", "kd"] + NEW + ["qad"]
 SHAPE = (1, 8, 8)  # digits
 TOL = dict(rtol=1e-5, atol=1e-7)
 
@@ -165,7 +165,7 @@ def ref_pkt(s, t):
 # Registry
 
 
-def test_all_eleven_methods_listed_in_order_with_their_papers():
+def test_all_twelve_methods_listed_in_order_with_their_papers():
     assert METHODS.names() == ALL
     for cls in METHODS:
         assert cls.name and cls.description and cls.equation
@@ -190,8 +190,8 @@ def logits():
     return r.normal(size=(n, k)) * 3, r.normal(size=(n, k)) * 3, r.integers(0, k, n)
 
 
-@pytest.mark.parametrize("name", ["kd", "takd"])
-def test_kd_and_takd_match_hinton(name, logits):
+@pytest.mark.parametrize("name", ["kd", "takd", "qad"])
+def test_kd_takd_and_qad_match_hinton(name, logits):
     zs, zt, y = logits
     loss, _ = make_method(name, temperature=3.0, alpha=0.7).loss(out(zs), out(zt), torch.tensor(y), 0.5)
     np.testing.assert_allclose(loss.item(), ref_kd(zs, zt, y, 3.0, 0.7), **TOL)

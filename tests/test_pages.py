@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,6 +157,7 @@ def test_runs_page_shows_status_progress_live_curves_and_errors(lab_home):
     running = table[table["id"] == lab_home["running"]].iloc[0]
     assert running["progress"] == pytest.approx(15 / 20)
     assert table[table["id"] == lab_home["kd"]].iloc[0]["progress"] == 1.0
+    assert table[table["id"] == lab_home["kd"]].iloc[0]["node"] == socket.gethostname()  # where it trained
     page = texts(at)
     assert "Training now (1)" in page  # the live section, with its curves
     assert len(at.get("plotly_chart")) >= 1
@@ -171,10 +174,11 @@ def test_run_detail_of_a_finished_student_shows_figures_measurements_and_downloa
     # curves, confusion, per-class accuracy, reliability, samples (6 by default), energy
     assert len(at.get("plotly_chart")) >= 4 + 6
     labels = [b.label for b in at.get("download_button")]
-    for what in ("ONNX model (fp32)", "ONNX model (int8)", "weights (.safetensors)", "model card (Markdown)",
+    for what in ("ONNX model (fp32)", "ONNX model (int8, deployed)", "weights (.safetensors)", "model card (Markdown)",
                  "model card (JSON)", "run config (JSON)"):
         assert f"Download {what}" in labels
     page = texts(at)
+    assert f"node {socket.gethostname()}" in page
     assert "estimated" in page or "measured" in page or "Energy** unavailable" in page
     assert "unavailable: 0" not in page
 
@@ -382,6 +386,45 @@ def test_settings_validate_and_persist(empty):
     button(at, "set_save").click().run()
     saved = json.loads((empty / "settings.json").read_text())
     assert saved["country"] == "FRA" and saved["workers"] == 1 and saved["autostart"] is False
+
+
+def test_settings_choose_the_ray_executor_and_say_when_ray_is_missing(empty, monkeypatch):
+    at = open_page("pages/settings.py")
+    at.selectbox(key="set__executor").set_value("ray").run()
+    at.text_input(key="set__ray_address").set_value("http://my-cluster").run()
+    assert any("ray://host:port" in e for e in errors(at)) and button(at, "set_save").disabled
+    at.text_input(key="set__ray_address").set_value("ray://10.0.0.5:10001").run()
+    assert button(at, "set_ray_check") is not None and not errors(at)
+    button(at, "set_save").click().run()
+    saved = json.loads((empty / "settings.json").read_text())
+    assert saved["executor"] == "ray" and saved["ray_address"] == "ray://10.0.0.5:10001" and saved["ray_retries"] == 1
+
+    # The connection check (run for real on a cluster in test_ray.py) as the page shows it.
+    from distill_core.jobs import ray_executor
+
+    asked = []
+    nodes = [{"node": "10.0.0.5 (1a2b3c4d)", "alive": True, "cpus": 8.0, "gpus": 1.0}]
+
+    def check(address, num_cpus=None):
+        asked.append(address)
+        if address.endswith(":10002"):
+            raise ray_executor.ExecutorError("no Ray cluster answers at ray://10.0.0.5:10002")
+        return {"ray": "2.x", "alive": 1, "cpus": 8.0, "gpus": 1.0, "nodes": nodes}
+
+    monkeypatch.setattr(ray_executor, "check_connection", check)
+    button(at, "set_ray_check").click().run()
+    assert asked == ["ray://10.0.0.5:10001"] and any("1 live node(s), 8 CPU(s), 1 GPU(s)" in str(x.value) for x in at.success)
+    assert list(at.dataframe[0].value["node"]) == ["10.0.0.5 (1a2b3c4d)"]
+    at.text_input(key="set__ray_address").set_value("ray://10.0.0.5:10002").run()
+    button(at, "set_ray_check").click().run()
+    assert any("no Ray cluster answers" in e for e in errors(at))
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # where Ray is not installed
+    at = open_page("pages/settings.py")
+    assert any("requirements-ray.txt" in str(w.value) for w in at.warning)  # the saved choice is refused, saying why
+    at.selectbox(key="set__executor").set_value("ray").run()
+    assert any("not installed here: pip install -r requirements-ray.txt" in e for e in errors(at))
+    assert button(at, "set_save").disabled and button(at, "set_ray_check") is None
 
 
 def test_switching_the_home_folder(empty, tmp_path):

@@ -1,8 +1,8 @@
 """Compare and Learn pages (AppTest) on a store of real tiny runs, built through the jobs API.
 
 The store holds a digits temperature sweep (2 temperatures x 2 seeds, with scratch baselines),
-Hinton's omitted-class experiment (class 3 left out of the students' transfer set) and a moons
-decision-boundary playground. Runs execute in this process (claim + execute_run), one thread.
+QAD from one of its KD students, Hinton's omitted-class experiment (class 3 left out of the
+students' transfer set) and a moons decision-boundary playground. Runs execute in this process (claim + execute_run), one thread.
 """
 import base64
 import json
@@ -36,10 +36,13 @@ def store_home(tmp_path_factory):
     (home / "settings.json").write_text(json.dumps({"autostart": False}))  # pages must not start worker pools here
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DISTILL_HOME", str(home))
+        mp.setenv("DISTILL_MEASURE", json.dumps({"exporter": "torchscript"}))  # all measured; the fast exporter
         mp.chdir(home)  # CodeCarbon writes nothing outside the run folders, but keep the cwd clean
         store = Store(home)
         queue.submit(store, {"name": "sweep", "dataset": "digits", "teacher": TEACHER, "students": [{"arch": "mlp", "hidden": [16]}],
                       "methods": ["kd"], "temperatures": [2.0, 8.0], "seeds": [0, 1], "train": {"epochs": 3}})
+        queue.submit(store, {"name": "int8", "dataset": "digits", "teacher": TEACHER, "students": [{"arch": "mlp", "hidden": [16]}],
+                      "methods": [{"name": "qad", "epochs": 2}], "temperatures": [2.0], "seeds": [0], "train": {"epochs": 3}})
         queue.submit(store, {"name": "omitted-class", "dataset": "digits", "teacher": TEACHER, "students": ["logistic"],
                       "methods": ["kd"], "temperatures": [8.0], "seeds": [0], "transfer": {"omit_class": OMIT},
                       "train": {"epochs": 3}})
@@ -105,9 +108,9 @@ def check_tradeoffs(at, expected, average: bool):
         if c["column"] is None:
             continue
         fig = figure(at, f"tradeoff-{key}")
-        col = c["column"]
-        pts = A.aggregate_seeds(expected, ["accuracy", col]) if average else expected
-        xcol, ycol = (f"{col}_mean", "accuracy_mean") if average else (col, "accuracy")
+        col, acc = c["column"], c["accuracy"]  # an int8 cost is drawn against the deployed int8 accuracy
+        pts = A.aggregate_seeds(expected, list(dict.fromkeys([acc, col]))) if average else expected
+        xcol, ycol = (f"{col}_mean", f"{acc}_mean") if average else (col, acc)
         pts = pts[pts[xcol].notna() & pts[ycol].notna()]
         traces = [t for t in fig["data"] if t.get("name") != "Pareto frontier"]
         xs = np.concatenate([arr(t["x"]) for t in traces])
@@ -128,7 +131,7 @@ def check_tradeoffs(at, expected, average: bool):
 
 def test_compare_tradeoffs_averaged_and_per_run(lab):
     expected = digits_frame(lab)
-    assert len(expected) == 9  # teacher, 4 kd + 2 scratch (sweep), kd + scratch (omitted class)
+    assert len(expected) == 10  # teacher, 4 kd + 2 scratch (sweep), QAD from one kd, kd + scratch (omitted class)
     at = app("compare.py").run()
     no_exceptions(at)
     check_tradeoffs(at, expected, average=True)
@@ -145,7 +148,7 @@ def test_compare_sweep_gap_energy_budget_table(lab):
     expected = digits_frame(lab)
     at = app("compare.py").run()
     sweep = figure(at, "temperature-sweep")
-    lines = [t for t in sweep["data"] if t["name"].startswith("mlp(hidden=[16]")]
+    lines = [t for t in sweep["data"] if t["name"].startswith("mlp(hidden=[16]") and t["name"].endswith("· kd")]
     assert len(lines) == 2  # accuracy and agreement
     assert arr(lines[0]["x"]).tolist() == [2.0, 8.0]
     kd = expected[(expected["method"] == "kd") & (expected["model"] == "mlp(hidden=[16], dropout=0.0)")]
@@ -258,6 +261,29 @@ def test_learn_widgets_on_real_runs(lab):
     assert at.dataframe  # paper presets: published beside measured
 
 
+def test_learn_int8_tab_shows_the_four_variants_and_the_grid(lab):
+    from distill_core.jobs import Store
+
+    at = app("learn.py").run()
+    no_exceptions(at)
+    qad = digits_frame(lab).query("method == 'qad'")
+    assert len(qad) == 1
+    result = Store(lab).get_run(int(qad["run_id"].iloc[0]))["result"]
+    table = teaching.int8_variants(result)
+    assert table["variant"].tolist() == ["fp32", "dynamic", "static", "qad"] and table["accuracy"].notna().all()
+    assert table["bytes"].iloc[1:].lt(table["bytes"].iloc[0]).all()  # every int8 file is smaller than fp32
+    fig = figure(at, "int8-variants")
+    assert arr(fig["data"][0]["y"]) == pytest.approx(table["accuracy"].to_numpy())
+    assert arr(fig["data"][1]["y"]) == pytest.approx(table["bytes"].to_numpy())
+    grid = figure(at, "int8-grid")
+    ticks = [t for t in grid["data"] if t["name"] == "int8 grid"][0]
+    assert len(arr(ticks["x"])) == 25  # zoomed on ±12 steps of the coarsest channel
+    start = RunConfig.from_dict(Store(lab).get_run(int(qad["run_id"].iloc[0]))["config"]).start
+    layer = saved_runs.quantised_layers(start, saved_runs.run_weights(lab, start))[at.selectbox(key="int8-layer").value]
+    step = teaching.int8_grid(layer)["step"].max()
+    assert np.diff(arr(ticks["x"])) == pytest.approx(step)
+
+
 def test_omitted_class_left_out_of_the_students_training_only(lab):
     from distill_core.jobs import Store
 
@@ -298,6 +324,7 @@ def test_learn_empty_store(tmp_path, monkeypatch):
     no_exceptions(at)
     assert any("No trained teacher" in i.value for i in at.info)
     assert any(b.label == "Train a quick teacher" for b in at.button)
+    assert any("No QAD run in the store yet" in i.value for i in at.info)  # the int8 tab offers one
 
 
 def test_transfer_config_students_only_and_validated():

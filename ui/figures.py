@@ -54,11 +54,13 @@ def runs_table(runs: list[dict]):
             "progress": progress_fraction(r["status"], r.get("progress")),
             "now": progress_text(r["status"], r.get("progress")) if r["status"] == RUNNING else "",
             "accuracy": r.get("accuracy"), "time": fmt_seconds(took) if took is not None else "",
+            "node": r.get("node") or "",
             "error": (r.get("error") or "").splitlines()[0][:160] if r.get("error") else "",
             "detail": f"run?run={r['id']}",
         })
-    frame = pd.DataFrame(rows, columns=["id", "run", "status", "progress", "now", "accuracy", "time", "error", "detail"])
-    for col in ("now", "error"):  # only when some run has one
+    frame = pd.DataFrame(rows, columns=["id", "run", "status", "progress", "now", "accuracy", "time", "node", "error",
+                                        "detail"])
+    for col in ("now", "node", "error"):  # only when some run has one
         if not frame[col].astype(bool).any():
             frame = frame.drop(columns=col)
     return frame
@@ -71,6 +73,7 @@ RUNS_COLUMNS = {
     "accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
     "run": st.column_config.TextColumn("run", width="large"),
     "time": st.column_config.TextColumn("time", help="training time so far, or the whole run's"),
+    "node": st.column_config.TextColumn("node", help="the machine that trains or trained the run (a Ray node, or this host)"),
     "detail": st.column_config.LinkColumn("detail", display_text="open", width="small"),
 }
 

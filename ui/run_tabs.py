@@ -18,7 +18,9 @@ from .format import fmt_bytes, fmt_co2, fmt_count, fmt_energy, fmt_ms, fmt_pct, 
 
 FILES = [  # what a run folder may hold, as the page offers it
     (paths.ONNX, "ONNX model (fp32)", "application/octet-stream"),
-    (paths.INT8, "ONNX model (int8)", "application/octet-stream"),
+    (paths.INT8, "ONNX model (int8, deployed)", "application/octet-stream"),
+    (paths.int8_variant("static"), "ONNX model (static int8, not deployed)", "application/octet-stream"),
+    (paths.int8_variant("dynamic"), "ONNX model (dynamic int8, not deployed)", "application/octet-stream"),
     (paths.WEIGHTS, "weights (.safetensors)", "application/octet-stream"),
     (paths.PT2, "torch.export program (.pt2)", "application/octet-stream"),
     (paths.CARD_MD, "model card (Markdown)", "text/markdown"),
@@ -160,14 +162,44 @@ def cost(run: dict, result: dict, frame: pd.DataFrame) -> None:
                      "repetitions": t.get("reps"),
                      "throughput": f"{tb_['samples_per_s']:,.0f} samples/s (batch {tb_['batch']})" if tb_.get("samples_per_s") else ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    i8 = m.get("int8") or {}
-    if i8.get("accuracy") is not None:
-        change = -100 * i8["accuracy_drop"] + 0.0  # + 0.0: no "-0.00"
-        st.markdown(f"**int8**: test accuracy {fmt_pct(i8['accuracy'], 2)} against {fmt_pct(i8['fp32_accuracy'], 2)} "
-                    f"in fp32 ({change:+.2f} pts); agrees with fp32 on {fmt_pct(i8['agreement_with_fp32'])} of the test set.")
-    else:
-        st.markdown(f"**int8**: unavailable: {i8.get('reason', 'not measured')}")
+    int8(m, result.get("qad"))
     energy(result.get("energy") or {})
+
+
+VARIANT_NAMES = {"static": "static (calibrated, QDQ)", "dynamic": "dynamic (activations at run time)",
+                 "qad": "QAD (fine-tuned as int8)"}
+
+
+def int8(m: dict, qad: dict | None) -> None:
+    """The deployed int8 model beside fp32, every int8 variant measured, and QAD's before and after."""
+    i8 = m.get("int8") or {}
+    if i8.get("accuracy") is None:
+        st.markdown(f"**int8**: unavailable: {i8.get('reason', 'not measured')}")
+        return
+    change = -100 * i8["accuracy_drop"] + 0.0  # + 0.0: no "-0.00"
+    # runs measured before static int8 existed deployed dynamic int8 and did not name it
+    variant = i8.get("variant") or ("dynamic" if "quantize_dynamic" in str(i8.get("method")) else "int8")
+    st.markdown(f"**int8, deployed: {VARIANT_NAMES.get(variant, variant)}**: test accuracy "
+                f"{fmt_pct(i8['accuracy'], 2)} against {fmt_pct(i8['fp32_accuracy'], 2)} in fp32 ({change:+.2f} pts); "
+                f"agrees with fp32 on {fmt_pct(i8['agreement_with_fp32'])} of the test set"
+                + (f"; calibrated on {i8['calibration']['samples']} training samples ({i8['calibration']['method']}, "
+                   f"seed {i8['calibration']['seed']})" if i8.get("calibration") else "") + ".")
+    rows = [{"variant": VARIANT_NAMES.get(k, k), "bytes": fmt_bytes(v.get("bytes")),
+             "accuracy": fmt_pct(v.get("accuracy"), 2) if v.get("accuracy") is not None else v.get("reason", ""),
+             "change (pts)": f"{-100 * v['accuracy_drop'] + 0.0:+.2f}" if v.get("accuracy_drop") is not None else "",
+             "batch 1": fmt_ms((v.get("latency") or {}).get("median_ms", v.get("latency_ms"))),
+             "deployed": "yes" if k == i8.get("variant") else ""}
+            for k, v in (m.get("int8_variants") or {}).items()]
+    if len(rows) > 1:
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    if qad:
+        st.markdown(f"**QAD**: int8 accuracy {fmt_pct(i8.get('ptq_accuracy'), 2)} after post-training quantisation of "
+                    f"the fp32 student it started from ({fmt_pct(qad['start_accuracy'], 2)}), "
+                    f"{fmt_pct(i8['accuracy'], 2)} after fine-tuning with KD from the fp32 {qad['kd_from']}; the "
+                    f"deployed file agrees with its PyTorch simulation on {fmt_pct(i8.get('agreement_with_simulation'), 2)} "
+                    "of the test set.")
+    if i8.get("chosen_by"):
+        st.caption(f"Deployed variant: {i8['chosen_by']}. Changes made to the file: {', '.join(i8.get('edits') or []) or 'none'}.")
 
 
 def energy(e: dict) -> None:

@@ -32,6 +32,21 @@ def _load_cached(key: str) -> DataBundle:
     return load_dataset(name, **knobs)
 
 
+_provided: dict[str, DataBundle] = {}
+
+
+def provide(dataset: dict, bundle: DataBundle) -> None:
+    """Serve `bundle` as this data set in this process from now on: for a worker on another
+    machine (a Ray node), which receives the data from its executor instead of loading it, so
+    a user's file need not exist there. The last four given are kept."""
+    key = json.dumps(dataset, sort_keys=True)
+    _provided.pop(key, None)
+    _provided[key] = bundle
+    while len(_provided) > 4:
+        _provided.pop(next(iter(_provided)))
+
+
 def load_data(dataset: dict) -> DataBundle:
     """The data set of a run config (its `dataset` entry), cached per process."""
-    return _load_cached(json.dumps(dataset, sort_keys=True))
+    key = json.dumps(dataset, sort_keys=True)
+    return _provided.get(key) or _load_cached(key)

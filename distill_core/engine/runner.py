@@ -20,11 +20,12 @@ from .. import paths
 from ..constants import STUDENT, TEACHER
 from ..data import DataBundle
 from ..data.cache import load_data
+from ..errors import ModelError
 from ..evaluate import evaluate_logits, predict_logits
 from ..files import write_json
 from ..measure.hook import RunMeasurement
 from ..methods import make_method
-from ..models import count_params, save_weights
+from ..models import count_params, load_weights, save_weights
 from ..run_config import RunConfig
 from ..teachers import TeacherCache, TeacherOutputs, build, kind_of, obtain
 from .train import train_model
@@ -42,6 +43,15 @@ def transfer_set(data: DataBundle, teacher_train_logits: torch.Tensor, transfer:
     raw = data.raw.select(keep, keep_val) if data.raw is not None else None
     return (dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep],
                                 x_val=data.x_val[keep_val], y_val=data.y_val[keep_val], raw=raw), teacher_train_logits[keep])
+
+
+def start_model(home: Path, config: RunConfig, data: DataBundle):
+    """The trained network of the run `config` starts from, from its run folder."""
+    path = paths.run_folder(home, config.start.hash) / paths.WEIGHTS
+    if not path.is_file():
+        raise ModelError(f"this run starts from run {config.start.hash[:12]}, whose weights are not in {path.parent}: "
+                         "it must finish first (in this home folder)")
+    return load_weights(build(config.start, data), path).eval()
 
 
 def _teacher_figures(config: RunConfig, teacher: TeacherOutputs) -> tuple[dict, dict | None]:
@@ -74,6 +84,7 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
     measurement = RunMeasurement(folder, config.measure, measure)
     rec = measurement.recorder
     cache = TeacherCache(home)
+    int8_student = None
     started = time.time()
     with rec.phase("data", energy=False):
         data = load_data(config.dataset)
@@ -93,14 +104,34 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
         teacher_test = teacher.logits["test"]
         method = make_method(config.method_name, **config.method_knobs)
         model = build(config, data)
+        start = start_model(home, config, data) if config.start is not None else None
+        if start is not None:
+            model.load_state_dict(start.state_dict())
+        trained = model
+        if method.trains_int8:  # QAD: the static int8 simulation of the start is what trains
+            if start is None:
+                raise ModelError(f"method {method.name} fine-tunes a trained student: its run config needs a start")
+            with rec.phase("int8_simulation", energy=False):
+                int8_student = measurement.int8_student(start, data, config.seed, method.ranges == "learned")
+            trained = int8_student.sim
         s_data, s_logits = transfer_set(data, teacher.logits["train"], config.transfer)
+        t_model = teacher.model
+        if method.distils_from_start:
+            t_model, s_logits = start, predict_logits(start, s_data.x_train)
+        before = evaluate_logits(predict_logits(trained, data.x_test), data.y_test) if int8_student else None
         with rec.phase("student_training"):
-            train = train_model(model, s_data, config.train, method, teacher=teacher.model, teacher_logits=s_logits,
+            train = train_model(trained, s_data, config.train, method, teacher=t_model, teacher_logits=s_logits,
                                 seed=config.seed, phase=STUDENT, on_progress=on_progress,
                                 should_stop=should_stop).as_dict()
         with rec.phase("evaluation", energy=False):  # milliseconds: a tracker would cost more than it measures
-            device = next(model.parameters()).device  # where it trained
-            metrics = evaluate_logits(predict_logits(model, data.x_test, device=device), data.y_test, teacher_test)
+            device = next(trained.parameters()).device  # where it trained
+            metrics = evaluate_logits(predict_logits(trained, data.x_test, device=device), data.y_test, teacher_test)
+        trained.cpu()
+        if int8_student is not None:  # the run's fp32 weights: QAD's, unfolded into the architecture
+            model, fp32_weights = int8_student.trained_fp32()
+            result["qad"] = {"start": config.start.hash, "start_accuracy": evaluate_logits(
+                predict_logits(start, data.x_test), data.y_test)["accuracy"], "ptq_simulated_accuracy": before["accuracy"],
+                "qad_simulated_accuracy": metrics["accuracy"], "kd_from": method.kd_from, "fp32_weights": fp32_weights}
         model = model.cpu()
     result["teacher_cached"] = teacher.cached
     artifacts = {"folder": str(folder)}
@@ -115,7 +146,8 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
         "artifacts": artifacts,
     })
     # Size, FLOPs, latency, inference energy, exports, int8, budgets, model card; never raises.
-    measurement.attach(result, model, data, teacher_test, {**teacher.meta, "cached": teacher.cached}, home, onnx)
+    measurement.attach(result, model, data, teacher_test, {**teacher.meta, "cached": teacher.cached}, home,
+                       onnx=onnx, int8_student=int8_student)
     result["artifacts"].update({k: v for k, v in result["measure"].get("exports", {}).items() if v})
     result["finished"] = time.time()
     write_json(folder / paths.CONFIG, config.to_dict())

@@ -107,7 +107,11 @@ def train_model(
     how = None
     if s["augment"]:
         how = "crop-flip" if s.get("recipe") == "cifar" and data.info.kind == "image" else data.info.augment
-    params = list(model.parameters()) + (list(extra.to(device).parameters()) if extra is not None else [])
+    # A model may ask for parameter groups of its own (QAD's activation scales learn at their own
+    # rate, without weight decay): optimizer_groups(lr, optimizer) -> [{"params": ..., "lr_factor": f, ...}].
+    groups = (model.optimizer_groups(s["lr"], s["optimizer"]) if hasattr(model, "optimizer_groups")
+              else [{"params": list(model.parameters())}])
+    params = groups + ([{"params": list(extra.to(device).parameters())}] if extra is not None else [])
     if s["optimizer"] == "adam":
         opt = torch.optim.Adam(params, lr=s["lr"], weight_decay=s["weight_decay"])
     else:
@@ -125,7 +129,7 @@ def train_model(
             extra.train()
         if s["schedule"] == "multistep":
             for g in opt.param_groups:
-                g["lr"] = multistep_lr(s["lr"], epoch, s["epochs"])
+                g["lr"] = multistep_lr(s["lr"], epoch, s["epochs"]) * g.get("lr_factor", 1.0)
         order = torch.randperm(n, generator=gen).to(device)
         sums: dict[str, float] = {}
         for i in range(0, n, batch):

@@ -9,14 +9,17 @@
 
 Modules: `store` (the database), `queue` (submit, claim, dependencies, cancel / retry / delete),
 `workers` (the worker registry and heartbeats), `executor` (the local pool and the interface
-other executors implement), `worker` (one worker process), `results` (the results frame).
-Headless: `python -m distill_core.jobs.cli worker` (or LocalExecutor(home).serve()).
+other executors implement), `worker` (one worker process), `ray_executor` and `remote` (the
+queue served by a Ray cluster, docs/cluster.md), `results` (the results frame).
+Headless: `python -m distill_core.jobs.cli worker [--executor ray]` (or LocalExecutor(home).serve(),
+RayExecutor(home, address).serve()).
 """
 from . import queue
 from .executor import Executor, LocalExecutor, default_threads, default_workers, ensure_workers
+from .ray_executor import RayExecutor
 from .results import RESULT_COLUMNS
 from .store import SCHEMA_VERSION, JobError, Store
 from .worker import run_inline
 
-__all__ = ["Store", "JobError", "queue", "Executor", "LocalExecutor", "ensure_workers", "run_inline", "default_workers",
+__all__ = ["Store", "JobError", "queue", "Executor", "LocalExecutor", "RayExecutor", "ensure_workers", "run_inline", "default_workers",
            "default_threads", "RESULT_COLUMNS", "SCHEMA_VERSION"]

@@ -7,7 +7,8 @@
     retry ID...     queue failed / cancelled / interrupted runs again (or --interrupted)
     delete ID...    delete runs and their artifacts
     results         finished runs as a table, or --csv
-    worker          serve the queue in the foreground (Ctrl-C stops; --until-empty)
+    worker          serve the queue in the foreground (Ctrl-C stops; --until-empty; --executor ray)
+    cluster         the Ray cluster's nodes, CPUs and GPUs (--address)
 
 `add_commands(subparsers)` plugs these into the main CLI; `python -m distill_core.jobs.cli`
 runs them alone. Each handler returns an exit code.
@@ -28,6 +29,7 @@ from ..errors import DistillError
 from ..measure.settings import COUNTRY
 from . import queue
 from .executor import LocalExecutor, ensure_workers, pool_lock
+from .ray_executor import ADDRESS_HELP
 from .store import Store
 from .workers import live_pools
 
@@ -65,6 +67,8 @@ def progress_cell(run: dict, blocked: set[int] = frozenset()) -> str:
         return "cancelling"
     if not p or p.get("phase") == "start":
         return "starting"
+    if p.get("phase") == "retry":  # its node died: the Ray executor runs it again elsewhere
+        return f"running again: {p.get('reason', '')}"
     bits = [str(p.get("phase", ""))]
     if p.get("epochs"):
         bits.append(f"epoch {p.get('epoch')}/{p['epochs']}")
@@ -130,7 +134,7 @@ def cmd_show(args) -> int:
     if run is None:
         print(f"error: no run #{args.id}", file=sys.stderr)
         return 2
-    for key in ("id", "label", "role", "status", "hash", "experiments", "depends_on", "attempts", "worker_pid", "folder"):
+    for key in ("id", "label", "role", "status", "hash", "experiments", "depends_on", "attempts", "worker_pid", "node", "folder"):
         print(f"{key:12} {run[key]}")
     for key in ("created", "started", "finished"):
         print(f"{key:12} {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run[key])) if run[key] else '-'}")
@@ -222,13 +226,46 @@ def cmd_worker(args) -> int:
         if ids:
             print(f"queued interrupted runs again: {', '.join(f'#{i}' for i in ids)}")
     measure = {"country": COUNTRY.coerce(args.country, "--country")} if args.country else None
-    pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet, measure=measure)
-    print(f"[pool {pool.pid}] {pool.n} worker(s) x {pool.threads} thread(s) serving {store.home}", flush=True)
+    log = functools.partial(print, flush=True)
+    if args.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        pool = RayExecutor(store.home, address=args.address, workers=args.workers, threads=args.threads,
+                           retries=args.retries, gpus=args.gpus, quiet=args.quiet, log=log, measure=measure)
+        print(f"[ray {pool.pid}] connecting to {pool.address or 'a local Ray instance'} to serve {store.home}", flush=True)
+        if not (args.until_empty and queue.outstanding(store) == 0 and store.queue_state()[RUNNING] == 0):
+            pool.start()
+            info = pool.refresh()
+            print(f"[ray {pool.pid}] {info['nodes']} node(s), {info['cpus']:g} CPU(s), {info['gpus']:g} GPU(s); "
+                  f"{pool.threads} CPU(s) per run", flush=True)
+    else:
+        pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet, measure=measure)
+        print(f"[pool {pool.pid}] {pool.n} worker(s) x {pool.threads} thread(s) serving {store.home}", flush=True)
     pool.serve(until_empty=args.until_empty, idle_exit=args.idle_exit, handle_signals=True)
     state = store.queue_state()
-    print(f"[pool {pool.pid}] stopped; " + ", ".join(f"{k} {v}" for k, v in state.items() if v), flush=True)
+    print(f"[{pool.name} {pool.pid}] stopped; " + ", ".join(f"{k} {v}" for k, v in state.items() if v), flush=True)
     if lock is not None:
         lock.close()
+    return 0
+
+
+@_handled
+def cmd_cluster(args) -> int:
+    from .ray_executor import cluster_summary, connect, require_ray
+
+    ray = require_ray()
+    connect(args.address, args.workers, ship_code=False)
+    try:
+        info = {"address": args.address, **cluster_summary()}
+    finally:
+        ray.shutdown()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    rows = [[n["node"], "alive" if n["alive"] else "dead", f"{n['cpus']:g}", f"{n['gpus']:g}"] for n in info["nodes"]]
+    print(_table(rows, ["NODE", "STATE", "CPUS", "GPUS"]))
+    print(f"\nRay {info['ray']} at {args.address or 'a local instance (started for this check, now stopped)'}: "
+          f"{info['alive']} live node(s), {info['cpus']:g} CPU(s), {info['gpus']:g} GPU(s)")
     return 0
 
 
@@ -273,15 +310,29 @@ def add_commands(subparsers) -> None:
     p.add_argument("--csv", nargs="?", const="-", default=None, metavar="PATH", help="write every column as CSV (to stdout without PATH)")
     p.add_argument("--columns", default=None, help="comma-separated columns for the table")
 
-    p = sub("worker", cmd_worker, "serve the queue with local worker processes (Ctrl-C stops)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores / workers)")
+    p = sub("worker", cmd_worker, "serve the queue with local worker processes or a Ray cluster (Ctrl-C stops)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine; ray: a Ray cluster (docs/cluster.md)")
+    p.add_argument("--address", default="", help="Ray only: " + ADDRESS_HELP)
+    p.add_argument("--retries", type=int, default=1, help="Ray only: times a run whose node dies is run again (default 1)")
+    p.add_argument("--gpus", type=float, default=0.0, help="Ray only: GPUs per run (runs whose device is cuda get 1 at least)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per core); Ray: CPUs of a local instance")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: cores / workers); Ray: CPUs per run (default 1)")
     p.add_argument("--until-empty", action="store_true", help="stop when nothing is queued or running")
     p.add_argument("--retry-interrupted", action="store_true", help="queue interrupted runs again before starting")
     p.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS", help="stop after SECONDS with nothing to do")
     p.add_argument("--quiet", action="store_true", help="no line per finished run")
     p.add_argument("--country", default=None, help="ISO alpha-3 country code for CO2 (default: $DISTILL_COUNTRY or USA)")
     p.add_argument("--managed", action="store_true", help=argparse.SUPPRESS)  # started by ensure_workers
+
+    p = subparsers.add_parser("cluster", help="the Ray cluster's nodes, CPUs and GPUs (a connection check)",
+                              description="the Ray cluster's nodes, CPUs and GPUs (a connection check)")
+    p.add_argument("--address", default="", help=ADDRESS_HELP)
+    p.add_argument("--workers", type=int, default=None, help="CPUs of a local instance (empty address)")
+    p.add_argument("--json", action="store_true", help="one line of JSON")
+    p.set_defaults(func=cmd_cluster)
 
 
 def main(argv: list[str] | None = None) -> int:

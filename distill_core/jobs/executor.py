@@ -49,8 +49,12 @@ def default_threads(workers: int) -> int:
 class Executor(ABC):
     """What serves the queue of a store. Submitting and querying go through `queue` and `Store`."""
 
-    def __init__(self, home: str | Path | None = None):
+    name = "executor"  # how its log lines name it
+
+    def __init__(self, home: str | Path | None = None, log=print):
         self.store = Store(home)
+        self.log = log
+        self.pid = os.getpid()  # the process that owns the runs it serves (a restart checks it)
 
     @abstractmethod
     def start(self) -> "Executor":
@@ -64,6 +68,10 @@ class Executor(ABC):
     def alive(self) -> bool:
         """Whether it is serving."""
 
+    @abstractmethod
+    def busy(self) -> bool:
+        """Whether it holds a running run."""
+
     def wait_until_empty(self, timeout: float | None = None, poll: float = 0.2) -> bool:
         """Wait until no run is running and none is left to start (runs waiting on an
         interrupted run do not count); False on timeout."""
@@ -74,6 +82,39 @@ class Executor(ABC):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(poll)
+
+    # -- foreground use ---------------------------------------------------------------------------
+
+    def serve(self, until_empty: bool = False, idle_exit: float | None = None, handle_signals: bool = False) -> None:
+        """Run in the foreground until Ctrl-C (or SIGTERM with `handle_signals`), or until no
+        run is left to do (`until_empty`; runs waiting on an interrupted run do not count), or
+        after `idle_exit` seconds with nothing to do. Shuts down on the way out."""
+        stop = threading.Event()
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may arrive ignored (background jobs)
+                signal.signal(sig, lambda *_: stop.set())
+        if until_empty and queue.outstanding(self.store) == 0 and self.store.queue_state()[RUNNING] == 0:
+            return  # nothing to do: do not start workers only to stop them
+        if not self.alive():
+            self.start()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                busy = queue.outstanding(self.store) > 0 or self.busy()
+                if busy:
+                    idle_since = time.monotonic()
+                elif until_empty:
+                    break
+                elif idle_exit and time.monotonic() - idle_since > idle_exit:
+                    break
+                stop.wait(0.2)
+            if stop.is_set() and self.log:
+                self.log(f"[{self.name} {self.pid}] stopping: runs in progress are marked interrupted")
+        except KeyboardInterrupt:
+            if self.log:
+                self.log(f"[{self.name} {self.pid}] stopping: runs in progress are marked interrupted")
+        finally:
+            self.shutdown()
 
     def __enter__(self):
         return self.start()
@@ -87,13 +128,15 @@ class LocalExecutor(Executor):
     `measure`: measurement settings for every run it serves (e.g. {"country": "FRA"}), under
     a run config's own."""
 
+    name = "pool"
+
     def __init__(self, home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
                  poll: float = 0.1, quiet: bool = False, log=print, measure: dict | None = None):
-        super().__init__(home)
+        super().__init__(home, log)
         self.n = workers or default_workers()
         self.threads = threads or default_threads(self.n)
         self.measure = dict(measure or {})
-        self.poll, self.quiet, self.log = poll, quiet, log
+        self.poll, self.quiet = poll, quiet
         self.ctx = mp.get_context("spawn")
         self.stop_event = self.ctx.Event()
         self.procs: list = []
@@ -101,7 +144,6 @@ class LocalExecutor(Executor):
         self.crashes = 0
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
-        self.pid = os.getpid()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -126,6 +168,9 @@ class LocalExecutor(Executor):
 
     def alive(self) -> bool:
         return self._monitor is not None and self._monitor.is_alive() and not self._stopping.is_set()
+
+    def busy(self) -> bool:
+        return bool(self._busy_pids())
 
     def worker_pids(self) -> list[int]:
         return [p.pid for p in self.procs if p.is_alive()]
@@ -225,51 +270,20 @@ class LocalExecutor(Executor):
             f"SELECT worker_pid FROM runs WHERE status = 'running' AND worker_host = ? AND worker_pid IN ({','.join('?' * len(pids))})",
             (HOST, *pids)).fetchall())]
 
-    # -- foreground use ---------------------------------------------------------------------------
-
-    def serve(self, until_empty: bool = False, idle_exit: float | None = None, handle_signals: bool = False) -> None:
-        """Run in the foreground until Ctrl-C (or SIGTERM with `handle_signals`), or until no
-        run is left to do (`until_empty`; runs waiting on an interrupted run do not count), or
-        after `idle_exit` seconds with nothing to do. Shuts the pool down on the way out."""
-        stop = threading.Event()
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may arrive ignored (background jobs)
-                signal.signal(sig, lambda *_: stop.set())
-        if until_empty and queue.outstanding(self.store) == 0 and self.store.queue_state()[RUNNING] == 0:
-            return  # nothing to do: do not start workers only to stop them
-        if not self.alive():
-            self.start()
-        idle_since = time.monotonic()
-        try:
-            while not stop.is_set():
-                busy = queue.outstanding(self.store) > 0 or bool(self._busy_pids())
-                if busy:
-                    idle_since = time.monotonic()
-                elif until_empty:
-                    break
-                elif idle_exit and time.monotonic() - idle_since > idle_exit:
-                    break
-                stop.wait(0.2)
-            if stop.is_set() and self.log:
-                self.log(f"[pool {self.pid}] stopping: runs in progress are marked interrupted")
-        except KeyboardInterrupt:
-            if self.log:
-                self.log(f"[pool {self.pid}] stopping: runs in progress are marked interrupted")
-        finally:
-            self.shutdown()
-
 
 # -- a detached pool for the dashboard -----------------------------------------------------------------
 
 
 def ensure_workers(home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
-                   idle_exit: float | None = None, country: str | None = None) -> dict:
+                   idle_exit: float | None = None, country: str | None = None, executor: str = "local",
+                   address: str | None = None, retries: int | None = None, gpus: float | None = None) -> dict:
     """Make sure a worker pool serves this home folder; start a detached one if none is alive.
 
     For the dashboard: pages call this, then only submit and poll the store. The pool runs as
     its own process (`python -m distill_core.jobs.cli worker --managed`), survives the page,
     writes its log to <home>/logs/pool.log and records its pid and heartbeat in the store. Its
-    settings (workers, threads, the CodeCarbon country) are its command-line arguments.
+    settings (workers, threads, the CodeCarbon country; for `executor="ray"` the cluster's
+    address, retries and GPUs per run) are its command-line arguments.
     Returns {"pid": int, "started": bool}.
     """
     store = Store(home)
@@ -286,6 +300,9 @@ def ensure_workers(home: str | Path | None = None, workers: int | None = None, t
     for flag, value in (("--workers", workers), ("--threads", threads), ("--idle-exit", idle_exit), ("--country", country)):
         if value:
             cmd += [flag, str(value)]
+    if executor != "local":
+        cmd += ["--executor", executor, "--address", address or ""]
+        cmd += [x for flag, value in (("--retries", retries), ("--gpus", gpus)) if value is not None for x in (flag, str(value))]
     env = dict(os.environ)
     root = str(Path(__file__).resolve().parents[2])  # so the child finds distill_core from any cwd
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

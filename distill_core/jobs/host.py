@@ -15,6 +15,7 @@ def _host_id() -> str:
 
 
 HOST = _host_id()
+NODE = socket.gethostname()  # the machine a run trains on, as the Runs page shows it
 
 
 def pid_alive(pid: int | None) -> bool:

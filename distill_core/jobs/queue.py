@@ -5,9 +5,9 @@
     end(store, run_id, status, ..) a run failed, was cancelled or interrupted; its dependents follow
     cancel / retry / delete        what a user asks for on the Runs page or the CLI
 
-Runs go FIFO by (priority desc, id); a run waits for its dependency (its teacher run) to be
-done, and never starts while another run with the same hash is running (both would write the
-same artifacts folder). Workers claim runs themselves, in one write transaction, so any number
+Runs go FIFO by (priority desc, id); a run waits for its dependency (its teacher run, or the run
+it starts from) to be done, and never starts while another run with the same hash is running
+(both would write the same artifacts folder). Workers claim runs themselves, in one write transaction, so any number
 of workers and pools (of any executor) can serve the same store.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, QUEUED, RETRYABLE,
 from ..labels import run_label
 from ..run_config import RunConfig
 from ..teachers import TeacherCache, teacher_kind
-from .host import HOST
+from .host import HOST, NODE
 from .store import JobError, Store, to_json
 
 _READY = """FROM runs r LEFT JOIN runs d ON d.id = r.depends_on
@@ -61,7 +61,7 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
         ids = []
         for pos, run in enumerate(runs):
             dep = None
-            first = run.teacher_hash or run.after  # its teacher, or the ensemble that makes this member
+            first = run.depends_on  # the run it starts from, its teacher, or the ensemble that makes this member
             if first:
                 dep = by_hash.get(first)
                 if dep is None:
@@ -95,7 +95,7 @@ def submit(store: Store, spec: ExperimentSpec | dict, runs: list[RunConfig] | No
 def _requeue(con: sqlite3.Connection, run_id: int, version: int, now: float, depends_on: int | None = None) -> None:
     con.execute(
         """UPDATE runs SET status = 'queued', error = NULL, traceback = NULL, result = NULL, progress = NULL,
-           worker_pid = NULL, worker_host = NULL, cancel_requested = NULL, dep_failed = 0, started = NULL,
+           worker_pid = NULL, worker_host = NULL, node = NULL, cancel_requested = NULL, dep_failed = 0, started = NULL,
            finished = NULL, depends_on = COALESCE(?, depends_on), updated = ?, version = ? WHERE id = ?""",
         (depends_on, now, version, run_id),
     )
@@ -110,22 +110,41 @@ def has_ready(store: Store) -> bool:
     return store.read(lambda con: con.execute(f"SELECT 1 {_READY} LIMIT 1").fetchone()) is not None
 
 
-def claim(store: Store, worker_pid: int, host: str = HOST) -> dict | None:
+def claim(store: Store, worker_pid: int, host: str = HOST, node: str | None = NODE) -> dict | None:
     """Take the next ready run for a worker: mark it running and return its row as a dict
-    (its "config" is the run's JSON: `RunConfig.from_dict(json.loads(row["config"]))`)."""
+    (its "config" is the run's JSON: `RunConfig.from_dict(json.loads(row["config"]))`).
+    `worker_pid` on `host` owns the run (a restart marks it interrupted once that process is
+    gone); `node` is the machine it trains on, None until an executor knows (`Store.set_node`)."""
     def txn(con):
         v, now = store.bump(con), time.time()
         propagate_failures(con, v, now)
         row = con.execute(f"SELECT r.* {_READY} ORDER BY r.priority DESC, r.id LIMIT 1").fetchone()
         if row is None:
             return None
-        con.execute("""UPDATE runs SET status = 'running', worker_pid = ?, worker_host = ?, started = ?, finished = NULL,
-                       attempts = attempts + 1, cancel_requested = NULL, progress = NULL, updated = ?, version = ?
-                       WHERE id = ?""", (worker_pid, host, now, now, v, row["id"]))
+        con.execute("""UPDATE runs SET status = 'running', worker_pid = ?, worker_host = ?, node = ?, started = ?,
+                       finished = NULL, attempts = attempts + 1, cancel_requested = NULL, progress = NULL, updated = ?,
+                       version = ? WHERE id = ?""", (worker_pid, host, node, now, now, v, row["id"]))
         return dict(row)
 
     if not has_ready(store):
         return None
+    return store.write(txn)
+
+
+def reattempt(store: Store, run_id: int, reason: str) -> int:
+    """Start a running run over, where its executor retries it elsewhere (its node died): the
+    failed attempt's events give way to one saying why, the attempt count grows, the node is
+    forgotten until the new attempt starts. Returns the attempt number now under way."""
+    def txn(con):
+        v, now = store.bump(con), time.time()
+        attempt = con.execute("UPDATE runs SET attempts = attempts + 1, node = NULL, progress = ?, updated = ?, "
+                              "version = ? WHERE id = ? RETURNING attempts",
+                              (to_json({"phase": "retry", "reason": reason}), now, v, run_id)).fetchone()[0]
+        con.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        con.execute("INSERT INTO events (run_id, t, data) VALUES (?, ?, ?)",
+                    (run_id, now, to_json({"phase": "retry", "reason": reason, "attempt": attempt})))
+        return attempt
+
     return store.write(txn)
 
 

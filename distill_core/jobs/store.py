@@ -37,7 +37,7 @@ from ..constants import DONE, RUNNING, STATUSES
 from ..errors import DistillError
 from .results import build_frame
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class JobError(DistillError):
@@ -107,6 +107,9 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
         "INSERT INTO counters VALUES ('version', 0)",
     ],
+    # The machine a run trains on, as its executor names it: this host for the local pool, a
+    # Ray node for the Ray executor (worker_pid and worker_host stay the process that owns the run).
+    2: ["ALTER TABLE runs ADD COLUMN node TEXT"],
 }
 
 _migrated: set[str] = set()  # databases this process has already brought up to date
@@ -252,7 +255,7 @@ class Store:
 
     # -- queries for the pages -------------------------------------------------------------------
 
-    _SUMMARY = ("id, hash, role, label, status, depends_on, priority, attempts, worker_pid, cancel_requested, "
+    _SUMMARY = ("id, hash, role, label, status, depends_on, priority, attempts, worker_pid, node, cancel_requested, "
                 "created, started, finished, updated, error, progress")
 
     def _summary(self, row: sqlite3.Row, experiments: dict[int, list[int]], result: dict | None = None) -> dict:
@@ -269,7 +272,7 @@ class Store:
                   role: str | None = None, limit: int | None = None, newest_first: bool = False,
                   frame: bool = False):
         """Run summaries (no config or full result): id, hash, role, label, status, depends_on,
-        priority, attempts, worker_pid, created/started/finished/updated (unix seconds), error,
+        priority, attempts, worker_pid, node (the machine it trains on), created/started/finished/updated (unix seconds), error,
         progress (the latest event dict or None), experiments (ids), cancelling, accuracy.
         Filter by status (one or several), experiment id, role. `frame=True` gives a DataFrame."""
         where, args = [], []
@@ -426,6 +429,14 @@ class Store:
                             [(run_id, e.get("t", now), to_json({k: x for k, x in e.items() if k != "t"})) for e in events])
             con.execute("UPDATE runs SET progress = ?, updated = ?, version = ? WHERE id = ?",
                         (to_json(events[-1]), now, v, run_id))
+
+        self.write(txn)
+
+    def set_node(self, run_id: int, node: str) -> None:
+        """Record the machine a run trains on (an executor learns it when the run starts there)."""
+        def txn(con):
+            v, now = self.bump(con), time.time()
+            con.execute("UPDATE runs SET node = ?, updated = ?, version = ? WHERE id = ?", (node, now, v, run_id))
 
         self.write(txn)
 

@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -23,6 +24,7 @@ from ..errors import Cancelled, DistillError
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
 from . import queue
+from .host import NODE
 from .store import Store
 from .workers import register, salvage
 
@@ -83,6 +85,47 @@ class StopCheck:
         return bool(self.reason)
 
 
+@dataclass
+class Outcome:
+    """How one attempt at a run ended: its status and its result, or the reason it has none."""
+
+    status: str  # DONE, FAILED, CANCELLED or INTERRUPTED
+    result: dict | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+def attempt(config: RunConfig, home, events: Callable[[dict], None], stop: StopCheck, measure: dict | None = None,
+            folder=None, server: str = "the worker pool") -> Outcome:
+    """Run `run_one` and say how it ended, never raising for the run's own failure: a cancel
+    request or a shutdown of its `server` (what `stop` reported), or an error with its traceback."""
+    try:
+        return Outcome(DONE, run_one(config, home, events, stop, folder=folder, measure=measure))
+    except Cancelled as exc:
+        if stop.reason == "shutdown":
+            return Outcome(INTERRUPTED, error=f"interrupted: {server} shut down during the run ({exc}); retry to run it again")
+        return Outcome(CANCELLED, error=f"cancelled by request ({exc})")
+    except Exception as exc:  # the run failed: keep the message and the traceback for the page
+        msg = str(exc) if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
+        return Outcome(FAILED, error=msg, traceback=traceback.format_exc())
+
+
+def record(store: Store, run_id: int, outcome: Outcome, log: Callable[[str], None] | None = None) -> None:
+    """Write how a run ended into the store. A result that cannot be recorded (the store busy
+    beyond its timeout) is kept in its folder's result.json, which the pool's recovery reads."""
+    if outcome.status != DONE:
+        queue.end(store, run_id, outcome.status, outcome.error, outcome.traceback)
+        return
+    try:
+        store.finish(run_id, outcome.result)
+    except sqlite3.Error as exc:
+        if log is not None:
+            log(f"[worker {os.getpid()}] run #{run_id}: could not record its result ({exc}); "
+                f"it is kept in {outcome.result['artifacts']['folder']}")
+        if not salvage(store, run_id):
+            raise
+
+
 def execute_run(store: Store, run: dict, threads: int | None = None, quit: Callable[[], bool] | None = None,
                 log: Callable[[str], None] | None = print, measure: dict | None = None) -> str:
     """Run one claimed run (a row dict from `queue.claim`) and record how it ended.
@@ -94,41 +137,18 @@ def execute_run(store: Store, run: dict, threads: int | None = None, quit: Calla
     config = RunConfig.from_dict(json.loads(run["config"]))
     events = EventWriter(store, run_id)
     stop = StopCheck(store, run_id, quit)
-    events({"phase": "start", "worker_pid": os.getpid(), "attempt": run["attempts"] + 1})
+    events({"phase": "start", "worker_pid": os.getpid(), "attempt": run["attempts"] + 1, "node": NODE})
     started = time.perf_counter()
     if run.get("force") and config.role != STUDENT:  # a forced teacher re-run trains again
         TeacherCache(store.home).drop(config.hash)
-    try:
-        result = run_one(config.with_threads(threads), store.home, events, stop, measure=measure)
-    except Cancelled as exc:
-        events.flush()
-        if stop.reason == "shutdown":
-            queue.end(store, run_id, INTERRUPTED, f"interrupted: the worker pool shut down during the run ({exc}); retry to run it again")
-            status = INTERRUPTED
-        else:
-            queue.end(store, run_id, CANCELLED, f"cancelled by request ({exc})")
-            status = CANCELLED
-    except Exception as exc:  # the run failed: keep the message and the traceback for the page
-        events.flush()
-        msg = str(exc) if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
-        queue.end(store, run_id, FAILED, msg, traceback.format_exc())
-        status = FAILED
-    else:
-        events.flush()
-        status = DONE
-        try:
-            store.finish(run_id, result)
-        except sqlite3.Error as exc:  # result.json is on disk: the pool's recovery records it
-            if log is not None:
-                log(f"[worker {os.getpid()}] run #{run_id}: could not record its result ({exc}); "
-                    f"it is kept in {result['artifacts']['folder']}")
-            if not salvage(store, run_id):
-                raise
+    outcome = attempt(config.with_threads(threads), store.home, events, stop, measure)
+    events.flush()
+    record(store, run_id, outcome, log)
     if log is not None:
         took = time.perf_counter() - started
-        extra = f", accuracy {result['metrics']['accuracy']:.4f}" if status == DONE else ""
-        log(f"[worker {os.getpid()}] run #{run_id} {run['label']}: {status} in {took:.1f} s{extra}")
-    return status
+        extra = f", accuracy {outcome.result['metrics']['accuracy']:.4f}" if outcome.status == DONE else ""
+        log(f"[worker {os.getpid()}] run #{run_id} {run['label']}: {outcome.status} in {took:.1f} s{extra}")
+    return outcome.status
 
 
 def run_inline(store: Store, threads: int | None = None, log: Callable[[str], None] | None = None,
@@ -144,18 +164,21 @@ def run_inline(store: Store, threads: int | None = None, log: Callable[[str], No
     return done
 
 
+def warm_up_torch() -> None:
+    """Pay torch's lazy start-up costs now, not in a worker's first run: the first optimiser
+    imports torch._dynamo (seconds), the first backward pass initialises autograd."""
+    w = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adam([w])
+    (w * 2).sum().backward()
+    opt.step()
+
+
 def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False,
                 measure: dict | None = None) -> None:
     """Entry point of a worker process: claim and run until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
     torch.set_num_threads(max(1, threads))
-
-    # Pay torch's lazy start-up costs now, not in the first run: the first optimiser imports
-    # torch._dynamo (seconds), the first backward pass initialises autograd.
-    w = torch.zeros(2, requires_grad=True)
-    opt = torch.optim.Adam([w])
-    (w * 2).sum().backward()
-    opt.step()
+    warm_up_torch()
 
     store = Store(home)
     pid = os.getpid()

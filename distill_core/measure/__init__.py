@@ -8,8 +8,12 @@ result["measure"]
   compute   flops, macs (per sample, FlopCounterMode), by_op
   latency   threads; torch / onnx / onnx_int8: batch 1 {median_ms, p95_ms, mean_ms, reps, ...};
             torch_batch / onnx_batch / onnx_int8_batch: {batch, samples_per_s, median_ms, ...}
-  onnx      ok, verified, max_abs_diff, path, bytes, exporter
-  int8      ok, path, bytes, accuracy, fp32_accuracy, accuracy_drop, agreement_with_fp32[, teacher_agreement]
+  onnx      ok, verified, max_abs_diff, path, bytes, exporter (dynamo | torchscript), graph (exported | reused)
+            [, fallback_from: why the dynamo exporter was not used]
+  int8      the deployed int8 model: ok, variant (static | dynamic | qad), chosen_by, path, bytes, accuracy,
+            fp32_accuracy, accuracy_drop, agreement_with_fp32[, teacher_agreement], calibration (static:
+            method, samples, split, seed), edits; QAD also ptq_accuracy, agreement_with_simulation
+  int8_variants  every int8 variant measured, by name, each as `int8` with its own latency / latency_batch
   pt2       ok, path, bytes, dynamic_batch
   exports   paths: weights, onnx, int8, pt2, card_md, card_json;  export_errors: {part: reason}
   budgets   [{profile, description, fits: True/False/None, checks: [...], reason}]

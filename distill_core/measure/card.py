@@ -44,7 +44,7 @@ def card_data(result: dict, info=None) -> dict:
         "seed": cfg.get("seed"),
         "train": cfg.get("train"),
         "metrics": metrics,
-        "int8": {k: (m.get("int8") or {}).get(k) for k in ("accuracy", "agreement_with_fp32", "bytes")},
+        "int8": {k: (m.get("int8") or {}).get(k) for k in ("variant", "accuracy", "agreement_with_fp32", "bytes", "calibration")},
         "size": m.get("size"),
         "compute": m.get("compute"),
         "latency": {k: {kk: vv for kk, vv in v.items() if kk in ("median_ms", "p95_ms", "samples_per_s", "batch")}
@@ -108,7 +108,7 @@ def card_markdown(d: dict) -> str:
     out += [f"| {k} | {_fmt(v)} |" for k, v in met.items()]
     i8 = d["int8"]
     if i8.get("accuracy") is not None:
-        out.append(f"| int8 accuracy | {_fmt(i8['accuracy'])} |")
+        out.append(f"| int8 accuracy ({i8.get('variant') or 'int8'}) | {_fmt(i8['accuracy'])} |")
         out.append(f"| int8 agreement with fp32 | {_fmt(i8['agreement_with_fp32'])} |")
     out += ["", "## Cost", "", "| measurement | value |", "|---|---|",
             f"| fp32 weights file | {_fmt(sz.get('fp32_bytes'), ' B')} |",

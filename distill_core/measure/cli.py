@@ -28,6 +28,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--country", help="ISO alpha-3 country code for CO2 (default $DISTILL_COUNTRY or USA)")
     p.add_argument("--no-energy", action="store_true", help="skip CodeCarbon")
     p.add_argument("--no-export", action="store_true", help="skip ONNX, int8 and .pt2 (size, FLOPs and PyTorch latency only)")
+    p.add_argument("--int8", choices=("static", "dynamic", "auto"), dest="int8_mode",
+                   help="int8 variant: static (calibrated QDQ, the default), dynamic, or auto (both measured)")
+    p.add_argument("--calibration-samples", type=int, help="training samples that calibrate static int8 (default 256)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_measure)
 
@@ -113,7 +116,8 @@ def budget_table(result: dict) -> list[str]:
 
 def cmd_measure(args) -> None:
     settings = {}
-    for flag, key in (("threads", "threads"), ("latency_seconds", "latency_seconds"), ("country", "country")):
+    for flag, key in (("threads", "threads"), ("latency_seconds", "latency_seconds"), ("country", "country"),
+                      ("int8_mode", "int8_mode"), ("calibration_samples", "calibration_samples")):
         if getattr(args, flag) is not None:
             settings[key] = getattr(args, flag)
     if args.no_energy:

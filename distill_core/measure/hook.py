@@ -4,12 +4,16 @@ else of `measure`, and nothing in `measure` imports the engine.
     measurement = RunMeasurement(folder, config.measure, defaults)   # a bad setting fails here
     with measurement.recorder.phase("student_training"): ...          # time (and energy) per phase
     measurement.attach(result, model, data, ...)                      # size, latency, exports, card
+
+A method that trains the int8 model (QAD) gets it from `int8_student` and hands it back to
+`attach`, which measures it as the run's deployed int8.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from .phases import PhaseRecorder
+from .qad import Int8Student, prepare
 from .run import attach_measurements
 from .settings import measure_settings
 
@@ -26,9 +30,15 @@ class RunMeasurement:
         self.recorder = PhaseRecorder(energy=s["energy"], output_dir=self.folder, country=s["country"],
                                       measure_power_secs=s["power_secs"])
 
+    def int8_student(self, model, data, seed: int, learn_ranges: bool = True) -> Int8Student:
+        """The static int8 simulation of a trained fp32 `model` (unchanged), calibrated with these
+        settings and `seed`; ModelError if the model cannot be exported or simulated."""
+        return prepare(model, data, self.folder, self.settings, seed, learn_ranges)
+
     def attach(self, result: dict, model, data, teacher_logits_test=None, teacher_meta: dict | None = None,
-               home: str | Path | None = None, onnx: dict | None = None) -> dict:
+               home: str | Path | None = None, onnx: dict | None = None,
+               int8_student: Int8Student | None = None) -> dict:
         """Fill result["measure"], ["energy"] and ["phases"]; never raises. `model` None: a
         teacher measured through its ONNX file, onnx={"path", "made_by"}, or not (onnx={"reason"})."""
         return attach_measurements(result, model, data, self.folder, self.settings, self.recorder,
-                                   teacher_logits_test, teacher_meta, home, onnx)
+                                   teacher_logits_test, teacher_meta, home, onnx, int8_student)

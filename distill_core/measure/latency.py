@@ -80,9 +80,10 @@ def torch_latency(model: nn.Module, x: torch.Tensor, seconds: float = 0.1, min_r
     return time_calls(call, seconds, min_reps, min_warmup=3 if min_reps >= 10 else 1)
 
 
-def ort_session(path, threads: int):
-    """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread)."""
-    return onnx_files.session(path, resolve_threads(threads), device="cpu")
+def ort_session(path, threads: int, optimised_path=None):
+    """An ONNX Runtime CPU session with intra-op threads fixed (and one inter-op thread);
+    `optimised_path`: where to write the graph as ONNX Runtime optimised it."""
+    return onnx_files.session(path, resolve_threads(threads), device="cpu", optimised_path=optimised_path)
 
 
 def ort_latency(session, x: np.ndarray, seconds: float = 0.1, min_reps: int = 20) -> dict:

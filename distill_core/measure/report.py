@@ -63,7 +63,12 @@ def format_measurements(result: dict) -> list[str]:
                      f"int8 {_rate(lat.get('onnx_int8_batch'))}")
     if i8.get("accuracy") is not None:
         lines.append(f"int8      test accuracy {i8['accuracy']:.4f} vs fp32 {i8['fp32_accuracy']:.4f} "
-                     f"({-100 * i8['accuracy_drop']:+.2f} pts); agrees with fp32 on {100 * i8['agreement_with_fp32']:.1f}%")
+                     f"({-100 * i8['accuracy_drop']:+.2f} pts); agrees with fp32 on {100 * i8['agreement_with_fp32']:.1f}%; "
+                     f"{i8.get('variant', 'int8')} ({i8.get('chosen_by', '')})")
+        for name, v in (m.get("int8_variants") or {}).items():
+            if name != i8.get("variant") and v.get("accuracy") is not None:
+                lines.append(f"          {name}: accuracy {v['accuracy']:.4f}, {human_bytes(v.get('bytes'))}, "
+                             f"batch 1 {_ms(v.get('latency'))} (not deployed)")
     elif i8:
         lines.append(f"int8      unavailable ({i8.get('reason')})")
     e = result.get("energy") or {}

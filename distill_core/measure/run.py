@@ -7,7 +7,6 @@ rest goes on, so a model one exporter cannot handle still gets its other figures
 from __future__ import annotations
 
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -18,35 +17,21 @@ from .. import paths
 from ..data import DataBundle
 from ..evaluate import predict_logits
 from ..models import save_weights
+from .attempt import attempt, unavailable
 from .budgets import check_budgets, load_profiles
 from .card import write_model_card
 from .compute import count_flops, file_bytes, param_counts
 from .energy import energy_summary
-from .export import export_onnx, export_program, quantize_int8
-from .latency import batch_of, ort_latency, ort_predict, ort_session, torch_latency, torch_threads, with_throughput
+from .export import export_onnx, export_program
+from .int8 import measure_int8
+from .qad import measure_qad
+from .latency import batch_of, ort_latency, ort_session, torch_latency, torch_threads, with_throughput
 from .phases import PhaseRecorder
 from .settings import measure_settings
 
 
-def _unavailable(exc: BaseException) -> dict:
-    return {"available": False, "reason": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
-
-
-def _try(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:  # a failed measurement is recorded, never fatal to the run
-        out = _unavailable(exc)
-        out["where"] = traceback.extract_tb(exc.__traceback__)[-1].name if exc.__traceback__ else ""
-        return out
-
-
 def _off(what: str) -> dict:
     return {"available": False, "reason": f"turned off (measure.{what} = false)"}
-
-
-def _accuracy(pred: np.ndarray, y: torch.Tensor) -> float:
-    return float((pred == y.numpy()).mean()) if len(y) else float("nan")
 
 
 def _inference_loop(time_batches, batch: int, settings, recorder) -> dict:
@@ -66,8 +51,12 @@ def _inference_loop(time_batches, batch: int, settings, recorder) -> dict:
 
 def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: dict | None = None,
                 teacher_logits_test: torch.Tensor | None = None, settings: dict | None = None, *,
-                recorder=None, weights_path: str | Path | None = None, home: str | Path | None = None) -> dict:
+                recorder=None, weights_path: str | Path | None = None, home: str | Path | None = None,
+                int8_student=None) -> dict:
     """All measurements of `model` (moved to the CPU), files written into `folder`.
+
+    `int8_student` (measure.qad.Int8Student, for a QAD run): its fine-tuned int8 model is the
+    deployed int8, measured beside the fp32 student it started from (not beside `model`).
 
     `recorder` (a PhaseRecorder) gets the "inference" phase with its energy; without one, a
     recorder of its own is used and its reading returned under "inference_energy".
@@ -90,7 +79,7 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
     def timed(name, fn, *args, **kwargs):
         t = time.perf_counter()
         try:
-            return _try(fn, *args, **kwargs)
+            return attempt(fn, *args, **kwargs)
         finally:
             parts[name] = parts.get(name, 0.0) + time.perf_counter() - t
 
@@ -112,12 +101,18 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
             out["size"]["onnx_bytes"] = out["onnx"]["bytes"]
         if not s["int8"]:
             out["int8"] = _off("int8")
+        elif int8_student is not None:
+            out["int8"], out["int8_variants"] = measure_qad(int8_student, threads, s, data, xs, teacher_logits_test,
+                                                            latency, parts)
+            if out["int8"].get("ok"):
+                exports["int8"] = out["int8"]["path"]
+                out["size"]["int8_bytes"] = out["int8"]["bytes"]
         elif session is None:
             out["int8"] = {"ok": False, "reason": "needs the ONNX export, which " + ("is turned off" if not s["onnx"] else "failed")}
         else:
-            t = time.perf_counter()
-            out["int8"] = _measure_int8(folder, out["onnx"]["path"], threads, s, data, xs, fp32_pred, teacher_logits_test, latency)
-            parts["int8"] = time.perf_counter() - t
+            seed = int((config or {}).get("seed") or 0)
+            out["int8"], out["int8_variants"] = measure_int8(folder, out["onnx"]["path"], threads, s, data, xs, fp32_pred,
+                                                             teacher_logits_test, latency, seed, parts)
             if out["int8"].get("ok"):
                 exports["int8"] = out["int8"]["path"]
                 out["size"]["int8_bytes"] = out["int8"]["bytes"]
@@ -171,15 +166,15 @@ def measure_onnx_model(path: str | Path, data: DataBundle, folder: str | Path, s
         out["threads"] = threads
         latency: dict = {"threads": threads, "torch": {"available": False, "reason": "not a PyTorch model: see ONNX Runtime"}}
         t = time.perf_counter()
-        session = _try(ort_session, path, threads)
+        session = attempt(ort_session, path, threads)
         parts["onnx_session"] = time.perf_counter() - t
         if isinstance(session, dict):
             latency["onnx"] = session
         else:
             t = time.perf_counter()
-            latency["onnx"] = _try(ort_latency, session, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
+            latency["onnx"] = attempt(ort_latency, session, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
             if s["latency"] or s["energy"]:
-                latency["onnx_batch"] = _try(_inference_loop, lambda secs: ort_latency(session, xs["batch"], secs, min_reps=3),
+                latency["onnx_batch"] = attempt(_inference_loop, lambda secs: ort_latency(session, xs["batch"], secs, min_reps=3),
                                              len(xs["batch"]), s, recorder)
             parts["onnx_latency"] = time.perf_counter() - t
         out["latency"] = latency
@@ -201,7 +196,7 @@ def _measure_onnx(model, folder, threads, s, xs, latency, timed):
     if not s["onnx"]:
         latency["onnx"] = _off("onnx")
         return _off("onnx"), None
-    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / paths.ONNX, xs["check"], threads)
+    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / paths.ONNX, xs["check"], threads, s["exporter"])
     onnx.setdefault("ok", False)
     session = timed("onnx_export", ort_session, onnx["path"], threads) if onnx.get("bytes") else None
     if session is None or isinstance(session, dict):
@@ -216,30 +211,6 @@ def _measure_onnx(model, folder, threads, s, xs, latency, timed):
     return onnx, session
 
 
-def _measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_logits_test, latency) -> dict:
-    """Dynamic int8 quantisation of the ONNX model: size, test accuracy beside fp32, latency."""
-    q = quantize_int8(onnx_path, folder / paths.INT8)
-    if not q["ok"]:
-        return q
-    try:
-        session = ort_session(q["path"], threads)
-        pred = ort_predict(session, data.x_test.numpy()).argmax(1)
-        q["accuracy"] = _accuracy(pred, data.y_test)
-        q["fp32_accuracy"] = _accuracy(fp32_pred, data.y_test)
-        q["accuracy_drop"] = q["fp32_accuracy"] - q["accuracy"]
-        q["agreement_with_fp32"] = float((pred == fp32_pred).mean()) if len(pred) else float("nan")
-        if teacher_logits_test is not None:
-            q["teacher_agreement"] = float((pred == teacher_logits_test.argmax(1).numpy()).mean())
-    except Exception as exc:
-        q.update(ok=False, reason=f"ONNX Runtime cannot run the int8 model: {type(exc).__name__}: {exc}"[:400])
-        return q
-    if s["latency"]:
-        latency["onnx_int8"] = _try(ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
-        latency["onnx_int8_batch"] = _try(lambda: with_throughput(
-            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
-    return q
-
-
 def reused_phases(meta: dict | None) -> dict | None:
     """A cached teacher's training and logit phases (with their energy), for the summary."""
     if not meta or not meta.get("cached"):
@@ -249,7 +220,7 @@ def reused_phases(meta: dict | None) -> dict | None:
 
 def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle, folder: str | Path, settings: dict,
                         recorder, teacher_logits_test: torch.Tensor | None = None, teacher_meta: dict | None = None,
-                        home: str | Path | None = None, onnx: dict | None = None) -> dict:
+                        home: str | Path | None = None, onnx: dict | None = None, int8_student=None) -> dict:
     """The runner's one hook: measure, sum up energy per phase, write the model card.
 
     A teacher without a network of this lab is measured through its ONNX file, `onnx` =
@@ -260,14 +231,15 @@ def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle,
     try:
         if model is not None:
             result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
-                                            recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home)
+                                            recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home,
+                                            int8_student=int8_student)
         elif (onnx or {}).get("path"):
             result["measure"] = measure_onnx_model(onnx["path"], data, folder, settings, recorder=recorder, home=home,
                                                    made_by=onnx.get("made_by", "given"), nbytes=onnx.get("bytes"))
         else:
             result["measure"] = {"available": False, "reason": (onnx or {}).get("reason", "no model to measure"), "exports": {}}
     except Exception as exc:
-        result["measure"] = {**_unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)} if model is not None else {}}
+        result["measure"] = {**unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)} if model is not None else {}}
     result["energy"] = energy_summary(recorder.phases, reused_phases(teacher_meta), enabled=settings["energy"])
     result["phases"] = recorder.phases
     if settings["card"] and model is not None:

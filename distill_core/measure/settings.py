@@ -32,7 +32,16 @@ MEASURE_PARAMS = (
     COUNTRY,
     Param("power_secs", 0.5, "CodeCarbon's power-measurement interval in seconds", "float", 0.05, 60.0),
     Param("onnx", True, "export ONNX and time it in ONNX Runtime", "bool"),
-    Param("int8", True, "quantise the ONNX model to int8 (dynamic) and measure it", "bool"),
+    Param("exporter", "dynamo", "ONNX exporter: dynamo (PyTorch's maintained one; TorchScript if it fails, the reason "
+          "recorded) or torchscript (the legacy one)", "choice", choices=("dynamo", "torchscript")),
+    Param("int8", True, "quantise the ONNX model to int8 and measure it", "bool"),
+    Param("int8_mode", "static", "int8 variant: static (activations calibrated, QDQ: what devices run), dynamic "
+          "(activations quantised at run time) or auto (both measured; the deployed one is the faster at batch 1 "
+          "unless it is more than 1 point less accurate)", "choice", choices=("static", "dynamic", "auto")),
+    Param("calibration_samples", 256, "training samples that calibrate static int8's activation ranges (a seeded "
+          "draw: the run's seed)", "int", 1, 100_000),
+    Param("calibration_method", "minmax", "how static int8 turns the calibration activations into ranges: minmax, "
+          "entropy or percentile", "choice", choices=("minmax", "entropy", "percentile")),
     Param("pt2", True, "save a torch.export program (.pt2)", "bool"),
     Param("pt2_dynamic", False, "give the .pt2 program a free batch axis (export about 3x slower); else batch 1", "bool"),
     Param("card", True, "write a model card (Markdown and JSON)", "bool"),
@@ -46,7 +55,8 @@ def default_country() -> str:
 
 def env_defaults() -> dict:
     """Defaults from $DISTILL_MEASURE: a JSON object of settings, or "quick" (no energy,
-    no .pt2, short timings) for test suites and CI. A run config's own settings win."""
+    no .pt2, short timings, the fast exporter) for test suites and CI. A run config's own
+    settings win."""
     raw = os.environ.get("DISTILL_MEASURE", "").strip()
     if not raw:
         return {}
@@ -61,7 +71,10 @@ def env_defaults() -> dict:
     return value
 
 
-QUICK = {"energy": False, "pt2": False, "latency_seconds": 0.02, "inference_seconds": 0.05, "throughput_batch": 32}
+# Quick also exports with the TorchScript exporter (tens of ms; the dynamo one takes seconds for each
+# new architecture) and calibrates static int8 on fewer samples.
+QUICK = {"energy": False, "pt2": False, "latency_seconds": 0.02, "inference_seconds": 0.05, "throughput_batch": 32,
+         "exporter": "torchscript", "calibration_samples": 64}
 
 
 def measure_settings(given: dict | None = None) -> dict:

@@ -27,7 +27,7 @@ def method_knob_names(name: str) -> set[str]:
 
 
 # Import every module of this package so each registers itself; the order fixes the listing order.
-_ORDER = ["scratch", "label_smoothing", "kd", "takd", "logit_std", "dkd", "dist", "fitnets", "at", "rkd", "pkt"]
+_ORDER = ["scratch", "label_smoothing", "kd", "takd", "logit_std", "dkd", "dist", "fitnets", "at", "rkd", "pkt", "qad"]
 _found = [m.name for m in pkgutil.iter_modules(__path__) if m.name not in ("base",)]
 for _mod in _ORDER + sorted(set(_found) - set(_ORDER)):
     importlib.import_module(f"{__name__}.{_mod}")

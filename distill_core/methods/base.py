@@ -40,6 +40,8 @@ class Method:
     params: ClassVar[tuple[Param, ...]] = ()  # the Param attributes, in the order declared
     needs: ClassVar[str] = LOGITS  # LOGITS, EMBEDDING or FEATURES (from teacher and student)
     uses_teacher: ClassVar[bool] = True
+    # Trains the static int8 simulation of the student it starts from (QAD), not the fp32 network.
+    trains_int8: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -66,6 +68,22 @@ class Method:
         """The teacher a student with these (validated) knobs learns from: the experiment's own,
         unless the method puts another model in between (TAKD's assistant)."""
         return teacher
+
+    @classmethod
+    def start_from(cls, knobs: dict, run: RunConfig) -> RunConfig | None:
+        """The run whose trained weights this student starts from (None: a fresh initialisation).
+        It becomes a run of the experiment that this one waits for (QAD's fp32 student)."""
+        return None
+
+    @classmethod
+    def train_for(cls, knobs: dict, train: dict) -> dict:
+        """The training settings this method trains with (QAD: a short fine-tuning)."""
+        return train
+
+    @property
+    def distils_from_start(self) -> bool:
+        """Whether the soft targets come from the run it starts from instead of the teacher."""
+        return False
 
     @classmethod
     def needs_network(cls) -> bool:

@@ -24,7 +24,7 @@ OBJECTIVES: dict[str, Cost] = {c.key: c for c in COSTS if c.key != "train_kwh"}
 ENERGY_COST = "infer_kwh"
 # The cost a budget's limit bounds: its size_of and latency_of choices (measure/budgets.py).
 SIZE_COST = {"fp32": "fp32_bytes", "int8": "int8_bytes"}
-LATENCY_COST = {"torch": "torch_ms", "onnx": "onnx_ms", "onnx_int8": "onnx_int8_ms"}
+LATENCY_COST = {"torch": "torch_ms", "onnx": "onnx_ms", "onnx_int8": "int8_ms"}
 
 
 def measure_architecture(model_spec: dict, data: DataBundle, settings: dict | None = None, energy: bool = False) -> dict:

@@ -1,0 +1,313 @@
+"""The static int8 model as a trainable PyTorch module, for quantisation-aware distillation.
+
+`QDQSim` runs the QDQ graph that ONNX Runtime's static quantiser made (measure/int8.py) with
+PyTorch operations, every QuantizeLinear / DequantizeLinear included: rounding, clamping and
+zero points exactly as the standard defines them, the rounding passed through by the
+straight-through estimator. Its parameters are the fp32 weights (quantised per output channel on
+every forward, symmetric int8, as the quantiser does) and the activation scales (learned, in log
+space, from their calibrated values; or kept as calibrated). `write` puts the trained weights,
+their scales, the int32 biases and the activation scales back into the same graph, so the file
+ONNX Runtime runs is the network that was trained: deployed == simulated, to the rounding of
+int8 kernels. Placement of the quantisers is ONNX Runtime's own, so its fused int8 kernels apply.
+
+Only the operators the lab's architectures export are simulated; another one is a ModelError
+naming it.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ModelError
+from ..models.base import ModelOutput
+
+WEIGHT_QMAX = 127  # symmetric int8 weights: [-127, 127]
+# The activation scales' learning rate as a multiple of the weights' (their logs are learned): Adam
+# moves every parameter by about its rate per step, so the logs need a larger one to travel from a
+# range stretched by outliers to a useful one in a few epochs; SGD's steps grow with the gradient.
+SCALE_LR = {"adam": 300.0, "sgd": 1.0}
+INT_RANGES = {2: (0, 255), 3: (-128, 127)}  # ONNX TensorProto UINT8, INT8
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even forward (as QuantizeLinear), identity backward."""
+    return x + (torch.round(x) - x).detach()
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: float, qmin: int, qmax: int) -> torch.Tensor:
+    """DequantizeLinear(QuantizeLinear(x)): the value x has after a round trip through int8."""
+    q = torch.clamp(round_ste(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
+
+
+def weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """Per output channel: max |w| / 127 (1 for an all-zero channel), as ONNX Runtime's quantiser."""
+    absmax = w.detach().abs().flatten(1).amax(1)
+    return torch.where(absmax > 0, absmax / WEIGHT_QMAX, torch.ones_like(absmax))
+
+
+class QDQSim(nn.Module):
+    """A QDQ ONNX graph (ModelProto) as a module: forward(x) gives its logits."""
+
+    feature_kind = "vector"  # for the training loop: no channels-last layout
+
+    def __init__(self, qdq, fp32_weights: dict[str, np.ndarray], learn_ranges: bool = True):
+        super().__init__()
+        from onnx import numpy_helper
+
+        self.proto = qdq
+        g = qdq.graph
+        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.nodes = list(g.node)
+        self.attrs = [{a.name: _attr(a) for a in n.attribute} for n in self.nodes]
+        self.input_name, self.output_name = g.input[0].name, g.output[0].name
+        made = {o: n for n in self.nodes for o in n.output}
+        self.weights = nn.ParameterDict()
+        self.log_scales = nn.ParameterDict()
+        self._weight_of: dict[str, str] = {}  # DQ output -> float weight name
+        self._bias_of: dict[str, str] = {}  # DQ output -> float bias name
+        self._act_scale: dict[str, str] = {}  # scale initializer -> parameter key
+        self.key = {}
+        for n in self.nodes:
+            if n.op_type == "DequantizeLinear" and n.input[0] in self.consts:
+                name = n.input[0].removesuffix("_quantized")
+                if name not in fp32_weights:
+                    raise ModelError(f"QAD: the int8 graph's weight {n.input[0]!r} has no fp32 tensor {name!r}")
+                w = fp32_weights[name]
+                is_bias = self.consts[n.input[0]].dtype == np.int32
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
+                if not is_bias and (axis != 0 or np.asarray(self.consts[n.input[1]]).size != len(w)):
+                    raise ModelError(f"QAD simulates int8 weights per output channel (axis 0); {name!r} is not")
+                k = self._param_key(name)
+                self.weights[k] = nn.Parameter(torch.tensor(w, dtype=torch.float32))
+                (self._bias_of if is_bias else self._weight_of)[n.output[0]] = k
+            elif n.op_type == "QuantizeLinear":
+                s = n.input[1]
+                if s not in self._act_scale:
+                    k = self._param_key(s)
+                    self._act_scale[s] = k
+                    value = float(np.asarray(self.consts[s]).reshape(-1)[0])
+                    self.log_scales[k] = nn.Parameter(torch.tensor(math.log(value)), requires_grad=learn_ranges)
+        for n in self.nodes:  # every activation DequantizeLinear reads the scale of its QuantizeLinear
+            if n.op_type == "DequantizeLinear" and n.input[0] not in self.consts:
+                src = made.get(n.input[0])
+                if src is None or src.op_type != "QuantizeLinear" or src.input[1] != n.input[1]:
+                    raise ModelError("QAD: a DequantizeLinear of the int8 graph does not follow its QuantizeLinear")
+        self._made = made
+
+    def _param_key(self, name: str) -> str:
+        k = name.replace(".", "_").replace(":", "_").replace("/", "_")
+        while k in self.key.values():
+            k += "_"
+        self.key[name] = k
+        return k
+
+    # -- quantisation parameters ---------------------------------------------------------------------
+
+    def act_scale(self, name: str) -> torch.Tensor:
+        return self.log_scales[self._act_scale[name]].exp()
+
+    def _zp(self, name: str | None) -> float:
+        return float(np.asarray(self.consts[name]).reshape(-1)[0]) if name else 0.0
+
+    def _range(self, node) -> tuple[int, int]:
+        zp = self.consts.get(node.input[2]) if len(node.input) > 2 else None
+        return (0, 255) if zp is None or zp.dtype == np.uint8 else (-128, 127)
+
+    def _input_scale(self, activation: str) -> torch.Tensor:
+        """The scale of an activation that a DequantizeLinear made (a convolution's input)."""
+        dq = self._made[activation]
+        return self.act_scale(dq.input[1])
+
+    # -- running the graph ---------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v: dict[str, torch.Tensor] = {self.input_name: x}
+        for n, a in zip(self.nodes, self.attrs):
+            v.update(zip(n.output, self._op(n, a, v)))
+        return v[self.output_name]
+
+    def optimizer_groups(self, lr: float, optimizer: str) -> list[dict]:
+        """The weights at the run's rate; the activation scales (their logs) at SCALE_LR times it
+        and without weight decay, which would pull every scale towards 1."""
+        scales = [p for p in self.log_scales.values() if p.requires_grad]
+        groups = [{"params": list(self.weights.values())}]
+        if scales:
+            f = SCALE_LR[optimizer]
+            groups.append({"params": scales, "lr": lr * f, "lr_factor": f, "weight_decay": 0.0})
+        return groups
+
+    def forward_all(self, x: torch.Tensor) -> ModelOutput:
+        """Logits only: the int8 graph has no named embedding or feature maps (QAD needs logits)."""
+        return ModelOutput(self(x), None, [])
+
+    def _const(self, name: str) -> np.ndarray:
+        return self.consts[name]
+
+    def _op(self, n, a: dict, v: dict) -> tuple:
+        op = n.op_type
+        ins = [v.get(i) if i else None for i in n.input]
+        if op == "QuantizeLinear":
+            qmin, qmax = self._range(n)
+            scale, zp = self.act_scale(n.input[1]), self._zp(n.input[2] if len(n.input) > 2 else None)
+            return (torch.clamp(round_ste(ins[0] / scale) + zp, qmin, qmax),)
+        if op == "DequantizeLinear":
+            if n.output[0] in self._weight_of or n.output[0] in self._bias_of:
+                return (None,)  # read by the layer that uses it (its scale depends on the layer's input)
+            zp = self._zp(n.input[2] if len(n.input) > 2 else None)
+            return ((ins[0] - zp) * self.act_scale(n.input[1]),)
+        if op in ("Conv", "Gemm"):
+            return (self._layer(n, op, a, ins),)
+        if op == "Relu":
+            return (F.relu(ins[0]),)
+        if op == "Clip":
+            lo = float(self._const(n.input[1])) if len(n.input) > 1 and n.input[1] else a.get("min", -math.inf)
+            hi = float(self._const(n.input[2])) if len(n.input) > 2 and n.input[2] else a.get("max", math.inf)
+            return (torch.clamp(ins[0], lo, hi),)
+        if op == "Add":
+            return (ins[0] + self._value(n.input[1], ins[1], ins[0]),)
+        if op == "Mul":
+            return (ins[0] * self._value(n.input[1], ins[1], ins[0]),)
+        if op in ("MaxPool", "AveragePool"):
+            return (_pool(op, ins[0], a),)
+        if op == "GlobalAveragePool":
+            return (ins[0].mean(tuple(range(2, ins[0].dim())), keepdim=True),)
+        if op == "Flatten":
+            axis = a.get("axis", 1)
+            return (ins[0].reshape(int(np.prod(ins[0].shape[:axis])), -1),)
+        if op == "Reshape":
+            shape = [int(s) for s in self._const(n.input[1])]
+            shape = [ins[0].shape[i] if s == 0 else s for i, s in enumerate(shape)]
+            return (ins[0].reshape(shape),)
+        if op == "Transpose":
+            return (ins[0].permute(*a["perm"]),)
+        if op == "Concat":
+            return (torch.cat(ins, a["axis"]),)
+        if op == "Split":
+            sizes = [int(s) for s in self._const(n.input[1])] if len(n.input) > 1 else None
+            axis = a.get("axis", 0)
+            sizes = sizes or [ins[0].shape[axis] // len(n.output)] * len(n.output)
+            return tuple(torch.split(ins[0], sizes, axis))
+        if op in ("Squeeze", "Unsqueeze"):
+            axes = [int(s) for s in self._const(n.input[1])] if len(n.input) > 1 else a.get("axes")
+            out = ins[0]
+            if op == "Squeeze":
+                return (out.squeeze(tuple(x % out.dim() for x in axes)),)
+            for ax in sorted(x % (out.dim() + len(axes)) for x in axes):
+                out = out.unsqueeze(ax)
+            return (out,)
+        if op == "BatchNormalization":
+            scale, bias, mean, var = (torch.as_tensor(self._const(i), device=ins[0].device) for i in n.input[1:5])
+            shape = (1, -1) + (1,) * (ins[0].dim() - 2)
+            return ((ins[0] - mean.view(shape)) / torch.sqrt(var.view(shape) + a.get("epsilon", 1e-5))
+                    * scale.view(shape) + bias.view(shape),)
+        if op == "Identity":
+            return (ins[0],)
+        raise ModelError(f"QAD cannot simulate the ONNX operator {op} yet (in the int8 graph of this architecture)")
+
+    def _value(self, name: str, got, like: torch.Tensor):
+        return got if got is not None else torch.as_tensor(self._const(name), device=like.device)
+
+    def _quantised_weight(self, dq_out: str) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.weights[self._weight_of[dq_out]]
+        s = weight_scale(w)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        q = torch.clamp(round_ste(w / s.view(shape)), -WEIGHT_QMAX, WEIGHT_QMAX)
+        return q * s.view(shape), s
+
+    def _bias(self, dq_out: str | None, x_scale: torch.Tensor, w_scale: torch.Tensor):
+        if not dq_out:
+            return None
+        if dq_out not in self._bias_of:
+            raise ModelError("QAD: a layer's bias is not quantised in the int8 graph")
+        b = self.weights[self._bias_of[dq_out]]
+        s = x_scale * w_scale
+        return torch.clamp(round_ste(b / s), -(2**31), 2**31 - 1) * s
+
+    def _layer(self, n, op, a, ins):
+        x = ins[0]
+        if n.input[1] not in self._weight_of:
+            raise ModelError(f"QAD: the weights of a {op} are not quantised in the int8 graph")
+        w, w_scale = self._quantised_weight(n.input[1])
+        bias = self._bias(n.input[2] if len(n.input) > 2 else None, self._input_scale(n.input[0]), w_scale)
+        if op == "Gemm":
+            if a.get("transA", 0):
+                x = x.t()
+            return F.linear(x, w if a.get("transB", 0) else w.t(), bias)
+        conv = F.conv1d if x.dim() == 3 else F.conv2d
+        k = len(a.get("kernel_shape", w.shape[2:]))
+        pads = a.get("pads", [0] * 2 * k)
+        if pads[:k] != pads[k:]:
+            x = F.pad(x, [p for i in reversed(range(k)) for p in (pads[i], pads[i + k])])
+            pads = [0] * 2 * k
+        return conv(x, w, bias, a.get("strides", [1] * k), pads[:k], a.get("dilations", [1] * k), a.get("group", 1))
+
+    # -- writing the trained graph ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def write(self, path: str | Path) -> None:
+        """The graph with the trained weights and scales: int8 weights and their per-channel scales,
+        int32 biases at input scale x weight scale, the learned activation scales."""
+        import onnx
+        from onnx import numpy_helper
+
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        g = proto.graph
+        inits = {i.name: i for i in g.initializer}
+
+        def put(name: str, value: np.ndarray) -> None:
+            inits[name].CopyFrom(numpy_helper.from_array(value.astype(numpy_helper.to_array(inits[name]).dtype), name))
+
+        for scale_name, key in self._act_scale.items():
+            put(scale_name, np.asarray(self.log_scales[key].exp().item(), np.float32).reshape(self.consts[scale_name].shape))
+        dq = {o: n for n in g.node for o in n.output}
+        for n in g.node:
+            if n.op_type not in ("Conv", "Gemm") or n.input[1] not in self._weight_of:
+                continue
+            w = self.weights[self._weight_of[n.input[1]]].detach().cpu()
+            s = weight_scale(w)
+            shape = (-1,) + (1,) * (w.dim() - 1)
+            w_dq = dq[n.input[1]]
+            put(w_dq.input[0], torch.clamp(torch.round(w / s.view(shape)), -WEIGHT_QMAX, WEIGHT_QMAX).numpy())
+            put(w_dq.input[1], s.numpy())
+            if len(n.input) > 2 and n.input[2]:
+                b_dq = dq[n.input[2]]
+                bs = (self._input_scale(n.input[0]).detach().cpu() * s).numpy().astype(np.float32)
+                b = self.weights[self._bias_of[n.input[2]]].detach().cpu().numpy()
+                put(b_dq.input[0], np.clip(np.round(b / bs), -(2**31), 2**31 - 1))
+                put(b_dq.input[1], bs)
+        onnx.save(proto, str(path))
+
+    def float_weights(self) -> dict[str, np.ndarray]:
+        """The trained fp32 weights under their names in the fp32 graph."""
+        return {name: self.weights[k].detach().cpu().numpy().copy() for name, k in self.key.items() if k in self.weights}
+
+
+def _attr(a):
+    from onnx import helper
+
+    value = helper.get_attribute_value(a)
+    return value.decode() if isinstance(value, bytes) else (list(value) if isinstance(value, (list, tuple)) else value)
+
+
+def _pool(op: str, x: torch.Tensor, a: dict) -> torch.Tensor:
+    k = a["kernel_shape"]
+    d = len(k)
+    pads = a.get("pads", [0] * 2 * d)
+    strides = a.get("strides", [1] * d)
+    if pads[:d] != pads[d:]:
+        fill = -math.inf if op == "MaxPool" else 0.0
+        x = F.pad(x, [p for i in reversed(range(d)) for p in (pads[i], pads[i + d])], value=fill)
+        pads = [0] * 2 * d
+    ceil = bool(a.get("ceil_mode", 0))
+    if op == "MaxPool":
+        fn = F.max_pool1d if d == 1 else F.max_pool2d
+        return fn(x, k, strides, pads[:d], a.get("dilations", [1] * d), ceil)
+    fn = F.avg_pool1d if d == 1 else F.avg_pool2d
+    return fn(x, k, strides, pads[:d], ceil, bool(a.get("count_include_pad", 0)))

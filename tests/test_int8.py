@@ -1,0 +1,232 @@
+"""int8 that deploys: static QDQ quantisation (calibrated, made deployable), the exporter and its
+fallback, and quantisation-aware distillation (QAD) from the simulated int8 graph to the file
+ONNX Runtime runs. Budget: about 60 s on two shared cores (one dynamo export, the rest TorchScript)."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from distill_core import paths
+from distill_core.config import ExperimentSpec, expand
+from distill_core.data.cache import load_data
+from distill_core.engine.runner import run_one
+from distill_core.engine.train import train_model
+from distill_core.evaluate import predict_logits
+from distill_core.measure import export as export_mod
+from distill_core.measure import measure_run, measure_settings
+from distill_core.measure.export import export_onnx, fold_batchnorm, unfold_batchnorm, float_state
+from distill_core.measure.int8 import calibration_sample, quantize_static_qdq
+from distill_core.measure.latency import ort_predict, ort_session
+from distill_core.measure.qad import prepare
+from distill_core.methods import make_method
+from distill_core.models import build_model
+from distill_core.train_params import train_settings
+
+FAST = {"exporter": "torchscript", "energy": False, "pt2": False, "card": False, "budgets": False, "threads": 1,
+        "latency_seconds": 0.01, "inference_seconds": 0.05, "throughput_batch": 16, "calibration_samples": 128}
+
+
+def _randomise_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Batch-norm statistics and affine parameters that are not the identity, as after training."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.normal_(0, 0.2, generator=g)
+            m.running_var.uniform_(0.5, 2.0, generator=g)
+            m.weight.data.uniform_(0.5, 1.5, generator=g)
+            m.bias.data.normal_(0, 0.2, generator=g)
+    return model.eval()
+
+
+def _ort(path, x: np.ndarray) -> np.ndarray:
+    return ort_predict(ort_session(path, 1), x)
+
+
+# ------------------------------------------------------------------ static int8
+def test_static_qdq_is_close_to_fp32_on_its_calibration_data_and_deterministic_per_seed(tmp_path):
+    data = load_data({"name": "digits"})
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("cnn-small", data.info.input_shape, data.info.num_classes))
+    onnx_out = export_onnx(model, data.x_test[:2], tmp_path / "m.onnx", data.x_test[:64], exporter="torchscript")
+    assert onnx_out["ok"] and onnx_out["exporter"] == "torchscript" and "fallback_from" not in onnx_out
+    calib = calibration_sample(data.x_train, 128, seed=3)
+    q = quantize_static_qdq(onnx_out["path"], tmp_path / "s.onnx", calib, "minmax", seed=3)
+    assert q["ok"] and q["variant"] == "static" and q["calibration"] == {"method": "minmax", "samples": 128, "split": "train", "seed": 3}
+    # the first convolution's single input channel is padded to four, and nothing else changed the outputs
+    assert "input channels padded to a multiple of 4" in q["edits"] and q["bytes"] < 0.45 * onnx_out["bytes"]
+    want, got = model(torch.from_numpy(calib)).detach().numpy(), _ort(q["path"], calib)
+    assert np.abs(got - want).max() < 0.1 * (want.max() - want.min())
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
+    # activations are quantised ahead of time: QDQ pairs in the file, and calibration is reproducible
+    ops = {n.op_type for n in onnx.load(q["path"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Pad"} <= ops
+    assert np.array_equal(calib, calibration_sample(data.x_train, 128, seed=3))
+    assert not np.array_equal(calib, calibration_sample(data.x_train, 128, seed=4))
+    again = quantize_static_qdq(onnx_out["path"], tmp_path / "s2.onnx", calibration_sample(data.x_train, 128, 3), seed=3)
+    assert (tmp_path / "s.onnx").read_bytes() == (tmp_path / "s2.onnx").read_bytes()
+    other = quantize_static_qdq(onnx_out["path"], tmp_path / "s3.onnx", calibration_sample(data.x_train, 128, 4), seed=4)
+    assert other["ok"] and (tmp_path / "s.onnx").read_bytes() != (tmp_path / "s3.onnx").read_bytes()
+    entropy = quantize_static_qdq(onnx_out["path"], tmp_path / "e.onnx", calib, "entropy", seed=3)
+    assert entropy["ok"] and entropy["calibration"]["method"] == "entropy"
+
+
+ZOO = [({"arch": "resnet-cifar", "depth": 8, "widths": [8, 8, 16, 16]}), ({"arch": "wrn", "depth": 10, "widen": 1}),
+       ({"arch": "vgg", "depth": "8"}), ({"arch": "mobilenetv2", "width_mult": 0.25, "expand": 2}),
+       ({"arch": "shufflenetv1"}), ({"arch": "shufflenetv2", "size": "0.5"})]
+
+
+@pytest.mark.parametrize("spec", ZOO, ids=[s["arch"] for s in ZOO])
+def test_static_int8_file_is_smaller_than_fp32_for_every_zoo_model(tmp_path, spec):
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model(spec, (3, 8, 8), 4))
+    x = torch.randn(16, 3, 8, 8)
+    fp32 = export_onnx(model, x[:2], tmp_path / "m.onnx", x, exporter="torchscript")
+    assert fp32["ok"], fp32
+    q = quantize_static_qdq(fp32["path"], tmp_path / "q.onnx", x.numpy(), seed=0)
+    assert q["ok"], q
+    assert q["bytes"] < fp32["bytes"], (q["bytes"], fp32["bytes"])
+    assert _ort(q["path"], x.numpy()).shape == (16, 4)
+
+
+def test_measure_run_deploys_static_by_default_and_auto_measures_both(tmp_path):
+    data = load_data({"name": "digits"})
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("cnn-small", data.info.input_shape, data.info.num_classes))
+    out = measure_run(model, data, tmp_path / "a", {"seed": 5}, settings=FAST)
+    i8 = out["int8"]
+    assert i8["ok"] and i8["variant"] == "static" and i8["calibration"]["seed"] == 5 and i8["calibration"]["samples"] == 128
+    assert i8["path"] == str(tmp_path / "a" / paths.INT8) and out["size"]["int8_bytes"] == i8["bytes"]
+    assert set(out["int8_variants"]) == {"static"} and out["latency"]["onnx_int8"]["median_ms"] > 0
+    for k in ("accuracy", "fp32_accuracy", "accuracy_drop", "agreement_with_fp32"):
+        assert 0 <= abs(i8[k]) <= 1
+    assert out["latency"]["onnx_int8_batch"]["batch"] == 16
+    auto = measure_run(model, data, tmp_path / "b", {"seed": 5}, settings={**FAST, "int8_mode": "auto"})
+    v = auto["int8_variants"]
+    assert set(v) == {"static", "dynamic"} and all(x["ok"] for x in v.values())
+    assert auto["int8"]["variant"] in v and auto["int8"]["chosen_by"].startswith("auto:")
+    other = "dynamic" if auto["int8"]["variant"] == "static" else "static"
+    assert (tmp_path / "b" / paths.INT8).is_file() and (tmp_path / "b" / paths.int8_variant(other)).is_file()
+    dyn = measure_run(model, data, tmp_path / "c", {"seed": 5}, settings={**FAST, "int8_mode": "dynamic"})
+    assert dyn["int8"]["variant"] == "dynamic" and "calibration" not in dyn["int8"]
+
+
+# ------------------------------------------------------------------ the exporter
+def test_dynamo_export_is_reused_per_architecture_checked_and_falls_back_with_its_reason(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    first = _randomise_bn(build_model("cnn-small", (1, 8, 8), 10))
+    second = _randomise_bn(build_model("cnn-small", (1, 8, 8), 10))
+    for p in second.parameters():
+        p.data.mul_(-1.5)  # other weights, same architecture
+    x = torch.randn(16, 1, 8, 8)
+    a = export_onnx(first, x[:2], tmp_path / "a.onnx", x)
+    assert a["ok"] and a["exporter"] == "dynamo" and a["graph"] == "exported" and "not_reused" not in a
+    b = export_onnx(second, x[:2], tmp_path / "b.onnx", x)
+    assert b["ok"] and b["verified"] and b["graph"] == "reused"  # weights swapped in, still checked against PyTorch
+    assert np.allclose(_ort(b["path"], x.numpy()), second(x).detach().numpy(), atol=1e-4)
+    # no debugging annotations (stack traces with this machine's paths) in the file
+    assert not any(n.metadata_props for n in onnx.load(a["path"]).graph.node)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("dynamo says no")
+
+    monkeypatch.setattr(export_mod, "_dynamo_export", broken)
+    third = build_model("mlp-small", (64,), 10).eval()
+    y = torch.randn(8, 64)
+    c = export_onnx(third, y[:2], tmp_path / "c.onnx", y)
+    assert c["ok"] and c["exporter"] == "torchscript"
+    assert any("dynamo exporter: RuntimeError: dynamo says no" in r for r in c["fallback_from"])
+
+
+def test_batch_norm_folds_and_unfolds_exactly():
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("resnet-8", (1, 8, 8), 10))
+    x = torch.randn(4, 1, 8, 8)
+    folded, pairs = fold_batchnorm(model)
+    assert pairs and torch.allclose(folded(x), model(x), atol=1e-5)
+    back = unfold_batchnorm(model, pairs, float_state(folded))
+    assert torch.allclose(back(x), model(x), atol=1e-5)
+    assert back.state_dict().keys() == model.state_dict().keys()
+
+
+# ------------------------------------------------------------------ QAD
+def _outlier_student(data):
+    """An MLP whose most active hidden unit is scaled up 300x (its outgoing weights down 300x): the
+    same fp32 function, but one per-tensor uint8 range for all hidden units, stretched by the outlier."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden": [64]}, data.info.input_shape, data.info.num_classes)
+    train_model(model, data, train_settings({"epochs": 15, "lr": 0.003, "threads": 1}), make_method("scratch"))
+    model.eval()
+    with torch.no_grad():
+        hidden = model.stages[0](data.x_train)
+        unit = hidden.mean(0).argmax()
+        model.stages[0][1].weight[unit] *= 300
+        model.stages[0][1].bias[unit] *= 300
+        model.head.weight[:, unit] /= 300
+    return model
+
+
+def test_qad_recovers_what_ptq_loses_on_outlier_activations_and_deploys_what_it_simulates(tmp_path):
+    data = load_data({"name": "digits"})
+    model = _outlier_student(data)
+    before = copy.deepcopy(model.state_dict())
+    y = data.y_test.numpy()
+    fp32_acc = (predict_logits(model, data.x_test).argmax(1).numpy() == y).mean()
+    student = prepare(model, data, tmp_path, measure_settings(FAST), seed=0)
+    onnx.save(student.sim.proto, str(tmp_path / "ptq.onnx"))
+    ptq_acc = (_ort(tmp_path / "ptq.onnx", data.x_test.numpy()).argmax(1) == y).mean()
+    sim_ptq = predict_logits(student.sim, data.x_test).argmax(1).numpy()
+    assert (sim_ptq == _ort(tmp_path / "ptq.onnx", data.x_test.numpy()).argmax(1)).mean() >= 0.99  # simulated == ORT
+    assert fp32_acc - ptq_acc > 0.03  # the case is built to lose under PTQ
+    qad = make_method("qad", kd_from="start", temperature=4.0, alpha=0.9)
+    train_model(student.sim, data, train_settings({"epochs": 5, "lr": 3e-4, "threads": 1}), qad,
+                teacher=student.start, teacher_logits=predict_logits(student.start, data.x_train))
+    student.sim.write(tmp_path / "qad.onnx")
+    deployed = _ort(tmp_path / "qad.onnx", data.x_test.numpy()).argmax(1)
+    qad_acc = (deployed == y).mean()
+    assert qad_acc > ptq_acc + 0.03 and qad_acc > fp32_acc - 0.02, (fp32_acc, ptq_acc, qad_acc)
+    assert (deployed == predict_logits(student.sim, data.x_test).argmax(1).numpy()).mean() >= 0.99
+    # the fp32 model it started from is untouched
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_qad_run_starts_from_the_fp32_student_run_and_never_changes_it(home):
+    spec = ExperimentSpec.from_dict(dict(
+        dataset="digits", teacher={"arch": "mlp", "hidden": [32]}, students=[{"arch": "mlp", "hidden": [16]}],
+        methods=[{"name": "qad", "start": "kd", "epochs": 2}], temperatures=[3.0], alphas=[0.7], seeds=[0],
+        train={"epochs": 3, "batch_size": 64, "lr": 0.003, "threads": 1}, baseline=False))
+    runs = [replace(r, measure=FAST) for r in expand(spec)]
+    teacher, start, qad = runs
+    assert start.method == {"name": "kd", "temperature": 3.0, "alpha": 0.7} and qad.start.hash == start.hash
+    assert qad.depends_on == start.hash and start.depends_on == teacher.hash
+    assert qad.train["epochs"] == 2 and qad.train["lr"] == pytest.approx(0.0003) and start.train["epochs"] == 3
+    for r in (teacher, start):
+        run_one(r, home)
+    weights = paths.run_folder(home, start.hash) / paths.WEIGHTS
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    res = run_one(qad, home)
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == sha  # QAD never changes the fp32 student
+    m = res["measure"]
+    assert m["int8"]["variant"] == "qad" and m["int8"]["ok"] and set(m["int8_variants"]) == {"qad", "static", "dynamic"}
+    assert m["int8"]["agreement_with_simulation"] >= 0.99 and "ptq_accuracy" in m["int8"]
+    assert res["qad"]["start"] == start.hash and res["metrics"]["accuracy"] == res["qad"]["qad_simulated_accuracy"]
+    start_res = json.loads((paths.run_folder(home, start.hash) / paths.RESULT).read_text())
+    assert res["qad"]["start_accuracy"] == start_res["metrics"]["accuracy"]
+    assert res["qad"]["fp32_weights"] == "fine-tuned by QAD"  # its fp32 weights, as the architecture loads them
+    assert (paths.run_folder(home, qad.hash) / paths.WEIGHTS).is_file()
+
+
+def test_qad_without_its_start_run_is_a_clear_error(home):
+    spec = ExperimentSpec.from_dict(dict(
+        dataset="digits", teacher={"arch": "mlp", "hidden": [16]}, students=[{"arch": "mlp", "hidden": [8]}],
+        methods=[{"name": "qad", "start": "scratch"}], seeds=[0], train={"epochs": 1, "threads": 1}, baseline=False))
+    teacher, start, qad = [replace(r, measure=FAST) for r in expand(spec)]
+    run_one(teacher, home)
+    with pytest.raises(Exception, match="must finish first"):
+        run_one(qad, home)
