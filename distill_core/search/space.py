@@ -307,8 +307,10 @@ def buildable(arch: str, knobs: dict, info: DatasetInfo) -> dict:
 
 
 def default_methods() -> list[str]:
-    """Methods that learn from the teacher and need no model of their own per run."""
-    return [m.name for m in METHODS if m.uses_teacher and m.teacher_for.__func__ is Method.teacher_for.__func__]
+    """Methods that learn from the teacher and need no model of their own per run (TAKD's
+    assistant, QAD's fp32 start): those join only when named."""
+    return [m.name for m in METHODS if m.uses_teacher and m.teacher_for.__func__ is Method.teacher_for.__func__
+            and m.start_from.__func__ is Method.start_from.__func__]
 
 
 def build_space(raw: dict | None, info: DatasetInfo, teacher_model: dict | None, lr_default: float,
