@@ -198,7 +198,7 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             link.click()
             page.wait_for_url("**/run_detail?run=*", timeout=30_000)
             expect(page.get_by_role("heading", name="kd T=2")).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("test accuracy")).to_be_visible()
+            expect(page.get_by_text("test accuracy", exact=True)).to_be_visible()
             settle(page)
             # every tab with figures shows them
             for tab in ("Training", "Errors", "Calibration", "Predictions"):
