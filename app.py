@@ -21,6 +21,7 @@ else:  # a visit
         st.Page("pages/runs.py", title="Runs", icon=":material/list_alt:"),
         st.Page("pages/run_detail.py", title="Run detail", icon=":material/search:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/balance:"),
+        st.Page("pages/search.py", title="Search", icon=":material/travel_explore:"),
         st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
         st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
     ]

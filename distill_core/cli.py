@@ -27,6 +27,7 @@ from .methods import METHODS
 from .models import ARCHITECTURES, NAMED_SIZES, describe_spec
 from .presets import PRESETS, get_preset, preset_spec
 from .run_config import RunConfig
+from .search import cli as search_cli
 from .teachers import teacher_kind
 
 
@@ -280,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     jobs_cli.add_commands(sub)
     measure_cli.add_commands(sub)
+    search_cli.add_commands(sub)
     return ap
 
 

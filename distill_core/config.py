@@ -233,11 +233,8 @@ def _check_transfer(transfer, num_classes: int) -> dict:
     return {"omit_class": k}
 
 
-def expand(spec: ExperimentSpec) -> list[RunConfig]:
-    """Validate an experiment and list its runs, dependencies first (teacher, then students).
-
-    Raises ConfigError (a DistillError) with a message fit for the widget it concerns.
-    """
+def _dataset_of(spec: ExperimentSpec) -> tuple[dict, DataBundle]:
+    """The runs' data set entry and the loaded data (its errors belong to validation)."""
     if spec.dataset not in DATASETS:
         raise ConfigError(f"unknown data set {spec.dataset!r}; available: {', '.join(DATASETS.names())}")
     knobs = dataset_knobs(spec.dataset, spec.dataset_knobs)
@@ -246,7 +243,21 @@ def expand(spec: ExperimentSpec) -> list[RunConfig]:
         # A user's file is part of the run's identity: edited in place, it makes new runs (and a
         # new teacher), and a worker refuses it if it changed after submission (data/cache.py).
         dataset["sha256"] = file_sha256(knobs["path"])
-    data = load_dataset(spec.dataset, **knobs)  # the data set must load: its errors belong to validation
+    return dataset, load_dataset(spec.dataset, **knobs)
+
+
+def teacher_runs(spec: ExperimentSpec) -> list[RunConfig]:
+    """An experiment's teacher runs, checked as `expand` checks them; its students are not looked at."""
+    dataset, data = _dataset_of(spec)
+    return _teachers(spec, dataset, data)
+
+
+def expand(spec: ExperimentSpec) -> list[RunConfig]:
+    """Validate an experiment and list its runs, dependencies first (teacher, then students).
+
+    Raises ConfigError (a DistillError) with a message fit for the widget it concerns.
+    """
+    dataset, data = _dataset_of(spec)
     info = data.info
     teacher_runs = _teachers(spec, dataset, data)
     teacher = teacher_runs[0]

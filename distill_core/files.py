@@ -1,5 +1,5 @@
 """Files: content hashes (of a user's data, uploaded weights, JSON-able configs), atomic writes,
-folders sent between machines, and where a file a run names is on this machine."""
+lock files, folders sent between machines, and where a file a run names is on this machine."""
 from __future__ import annotations
 
 import hashlib
@@ -37,6 +37,22 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
 def write_json(path: str | Path, obj) -> Path:
     """Atomic JSON write: a half-written file is never taken for a result."""
     return write_atomic(path, json.dumps(obj, indent=1, default=float).encode())
+
+
+def try_lock(path: str | Path):
+    """Take an exclusive lock on a file without waiting: the open file (keep it open to hold
+    the lock), or None when another process holds it. Where file locks are missing, always the file."""
+    f = open(path, "a+")
+    try:
+        import fcntl  # POSIX only: imported here so that the rest of the module works elsewhere
+
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        return f
+    except OSError:
+        f.close()
+        return None
+    return f
 
 
 def read_tree(folder: str | Path) -> dict[str, bytes]:

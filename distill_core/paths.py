@@ -13,6 +13,8 @@
       measure/<name>/           what `python -m distill_core measure` writes
       logs/pool.log, pool.lock  the background worker pool (jobs/executor.py)
       cache/archives/<sha256>/  a user's archive unpacked once (data/cifar.py); safe to delete
+      search.sqlite             the searches: Optuna studies (search/study.py)
+      logs/search-<name>.log, search-<name>.lock   a search's driver process (search/driver.py)
 
 Nothing else spells these names out: ask this module.
 """
@@ -28,6 +30,7 @@ SETTINGS = "settings.json"
 BUDGETS = "budgets.json"
 RUNS, TEACHERS, UPLOADS, MEASURE, LOGS, CACHE = "runs", "teachers", "uploads", "measure", "logs", "cache"
 POOL_LOG, POOL_LOCK = "pool.log", "pool.lock"
+SEARCH_DB = "search.sqlite"
 
 # Files inside a run folder (and, for the first four, a teacher's cache folder).
 CONFIG, RESULT, META = "config.json", "result.json", "meta.json"
@@ -78,6 +81,16 @@ def teachers_root(home: str | Path) -> Path:
 def teacher_folder(home: str | Path, key: str) -> Path:
     """Where a cached teacher is: <home>/teachers/<its hash>/ (not created)."""
     return teachers_root(home) / key
+
+
+def search_log(home: str | Path, name: str) -> Path:
+    """The log of a search's background driver: <home>/logs/search-<name>.log (not created)."""
+    return Path(home) / LOGS / f"search-{name}.log"
+
+
+def search_lock(home: str | Path, name: str) -> Path:
+    """Held by the one driver of a search: <home>/search-<name>.lock."""
+    return Path(home) / f"search-{name}.lock"
 
 
 def cache_dir(*parts: str, home: str | Path | None = None) -> Path:

@@ -1,6 +1,6 @@
 """The newcomer's path in a real browser: start the app, run the quick demo, watch it finish,
 open the distilled student, check its figures, download its ONNX file, upload it back as an ONNX
-teacher, save screenshots.
+teacher, save screenshots; and run a small search from the Search page and see its front.
 
 Headless Chromium from Debian (`apt-get install chromium`) driven by Playwright through
 `executable_path` (never `playwright install`). In CI (CI=true) a missing browser fails the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -96,7 +97,28 @@ def app_server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+        stop_searches(home)
         stop_pools(home)  # the worker pool the app started
+
+
+def stop_searches(home: Path) -> None:
+    """Stop the search drivers the app started for this home (their pids are in its studies)."""
+    from distill_core.jobs.host import pid_alive
+    from distill_core.search import study as studies
+
+    try:
+        drivers = [studies.load(home, n).user_attrs.get("driver") or {} for n in studies.names(home)]
+        for n in studies.names(home):
+            studies.request_stop(home, n)
+    except Exception:
+        return
+    pids = [int(d["pid"]) for d in drivers if d.get("pid")]
+    deadline = time.monotonic() + 20
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for p in pids:
+        if pid_alive(p):
+            os.kill(p, signal.SIGKILL)
 
 
 def settle(page, timeout: float = 60_000) -> None:
@@ -158,7 +180,7 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             link.click()
             page.wait_for_url("**/run_detail?run=*", timeout=30_000)
             expect(page.get_by_role("heading", name="kd T=2")).to_be_visible(timeout=30_000)
-            expect(page.get_by_text("test accuracy")).to_be_visible()
+            expect(page.get_by_text("test accuracy", exact=True)).to_be_visible()
             settle(page)
             # every tab with figures shows them
             for tab in ("Training", "Errors", "Calibration", "Predictions"):
@@ -229,6 +251,56 @@ def test_quick_demo_to_onnx_download(app_server, tmp_path):
             assert not page.get_by_test_id("stException").count(), "a page raised"
         finally:
             browser.close()
+
+
+def test_a_small_search_from_the_search_page_draws_its_front(app_server, tmp_path):
+    """Its own test (and time limit): the demo's path above already fills most of its five minutes."""
+    exe = need_browser()
+    from playwright.sync_api import sync_playwright
+
+    global SHOTS
+    if os.environ.get("DISTILL_SCREENSHOTS") != "1":
+        SHOTS = tmp_path / "screenshots"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1300})
+            page.goto(app_server["url"])
+            settle(page)
+            search_finds_a_front(page)
+        finally:
+            browser.close()
+
+
+def search_finds_a_front(page) -> None:
+    """A search on the moons toy set (3 trials of 3 epochs, the mcu budget, one confirmation seed)
+    started from the Search page, which starts the workers, runs in the background and ends with
+    its trials and front drawn and its answer written."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Search", exact=True).click()
+    expect(page.get_by_role("heading", name="Search")).to_be_visible(timeout=30_000)
+    settle(page)
+    page.get_by_test_id("stSelectbox").filter(has_text="Data set").click()
+    page.get_by_role("option", name="moons", exact=True).click()
+    settle(page)
+    for label, value in (("trials", "3"), ("confirm seeds", "1"), ("epochs", "3")):
+        box = page.get_by_label(label, exact=True)
+        box.fill(value)
+        box.press("Enter")
+        settle(page)
+    page.get_by_role("button", name="Start the search").click()
+    expect(page.get_by_text("started: its driver runs in the background")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Best student that fits mcu")).to_be_visible(timeout=120_000)
+    settle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".filter(e => e.offsetParent !== null && e.getBoundingClientRect().height > 50).length >= 2", timeout=30_000)
+    expect(page.get_by_text("Pareto front (fits the budget)").first).to_be_attached()
+    expect(page.get_by_role("heading", name="Front", exact=False)).to_be_visible()
+    page.screenshot(path=str(SHOTS / "search.png"))
+    assert not page.get_by_test_id("stException").count(), "the Search page raised"
 
 
 def test_deep_link_on_a_fresh_server_goes_through_the_app_navigation(app_server):

@@ -14,6 +14,7 @@ PAGES = {  # short name -> page file, for st.page_link and st.switch_page (app.p
     "runs": "pages/runs.py",
     "detail": "pages/run_detail.py",
     "compare": "pages/compare.py",
+    "search": "pages/search.py",
     "learn": "pages/learn.py",
     "settings": "pages/settings.py",
 }

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .. import paths
 from ..constants import CANCELLED, FAILED, INTERRUPTED, RUNNING
+from ..files import try_lock
 from . import queue
 from .host import HOST, pid_alive
 from .store import Store
@@ -340,14 +341,4 @@ def stop_pools(home: str | Path, wait: float = 20.0) -> None:
 def pool_lock(home: Path):
     """Take <home>/pool.lock without waiting: the open file (keep it open to hold the lock),
     or None when another managed pool holds it. Where file locks are missing, always the file."""
-    f = open(Path(home) / paths.POOL_LOCK, "a+")
-    try:
-        import fcntl  # POSIX only: imported here so that the rest of the module works elsewhere
-
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except ImportError:
-        return f
-    except OSError:
-        f.close()
-        return None
-    return f
+    return try_lock(Path(home) / paths.POOL_LOCK)
