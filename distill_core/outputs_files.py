@@ -169,7 +169,7 @@ def read_outputs(path: str | Path, data: DataBundle, values: str = "auto", id_co
 def per_split(full: np.ndarray | torch.Tensor, data: DataBundle) -> dict[str, torch.Tensor]:
     """Rows of the whole data set (original order) cut into its train / val / test splits."""
     full = torch.as_tensor(full)
-    return {s: full[torch.from_numpy(data.index[s])].contiguous() for s in ("train", "val", "test")}
+    return {s: full[torch.as_tensor(np.asarray(data.index[s]).copy())].contiguous() for s in ("train", "val", "test")}
 
 
 def in_data_order(logits: dict[str, torch.Tensor], data: DataBundle) -> np.ndarray:
