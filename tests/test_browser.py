@@ -153,14 +153,19 @@ def runs_page_while_training(browser, url: str) -> bool:
         tab.close()
 
 
-def test_quick_demo_to_onnx_download(app_server, tmp_path):
-    exe = need_browser()
-    from playwright.sync_api import expect, sync_playwright
-
+def use_screenshot_folder(tmp_path: Path) -> None:
+    """Screenshots go to the test's folder, or to the README's with DISTILL_SCREENSHOTS=1."""
     global SHOTS
     if os.environ.get("DISTILL_SCREENSHOTS") != "1":
         SHOTS = tmp_path / "screenshots"
     SHOTS.mkdir(parents=True, exist_ok=True)
+
+
+def test_quick_demo_to_onnx_download(app_server, tmp_path):
+    exe = need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    use_screenshot_folder(tmp_path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
@@ -258,10 +263,7 @@ def test_a_small_search_from_the_search_page_draws_its_front(app_server, tmp_pat
     exe = need_browser()
     from playwright.sync_api import sync_playwright
 
-    global SHOTS
-    if os.environ.get("DISTILL_SCREENSHOTS") != "1":
-        SHOTS = tmp_path / "screenshots"
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    use_screenshot_folder(tmp_path)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
