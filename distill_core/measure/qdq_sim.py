@@ -25,8 +25,15 @@ from torch import nn
 
 from ..errors import ModelError
 from ..models.base import ModelOutput
+from .int8 import reduced_range
 
-WEIGHT_QMAX = 127  # symmetric int8 weights: [-127, 127]
+
+def weight_qmax() -> int:
+    """Symmetric int8 weights span [-127, 127], or [-64, 64] where the quantiser reduces their
+    range (int8.reduced_range: a CPU without VNNI), as ONNX Runtime's quantiser does."""
+    return 64 if reduced_range() else 127
+
+
 # The activation scales' learning rate as a multiple of the weights' (their logs are learned): Adam
 # moves every parameter by about its rate per step, so the logs need a larger one to travel from a
 # range stretched by outliers to a useful one in a few epochs; SGD's steps grow with the gradient.
@@ -46,9 +53,10 @@ def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: float, qmin: in
 
 
 def weight_scale(w: torch.Tensor) -> torch.Tensor:
-    """Per output channel: max |w| / 127 (1 for an all-zero channel), as ONNX Runtime's quantiser."""
+    """Per output channel: max |w| / 127 (1 for an all-zero channel), as ONNX Runtime's quantiser
+    (max |w| / 64 with a reduced range)."""
     absmax = w.detach().abs().flatten(1).amax(1)
-    return torch.where(absmax > 0, absmax / WEIGHT_QMAX, torch.ones_like(absmax))
+    return torch.where(absmax > 0, absmax / weight_qmax(), torch.ones_like(absmax))
 
 
 class QDQSim(nn.Module):
@@ -217,7 +225,7 @@ class QDQSim(nn.Module):
         w = self.weights[self._weight_of[dq_out]]
         s = weight_scale(w)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        q = torch.clamp(round_ste(w / s.view(shape)), -WEIGHT_QMAX, WEIGHT_QMAX)
+        q = torch.clamp(round_ste(w / s.view(shape)), -weight_qmax(), weight_qmax())
         return q * s.view(shape), s
 
     def _bias(self, dq_out: str | None, x_scale: torch.Tensor, w_scale: torch.Tensor):
@@ -274,7 +282,7 @@ class QDQSim(nn.Module):
             s = weight_scale(w)
             shape = (-1,) + (1,) * (w.dim() - 1)
             w_dq = dq[n.input[1]]
-            put(w_dq.input[0], torch.clamp(torch.round(w / s.view(shape)), -WEIGHT_QMAX, WEIGHT_QMAX).numpy())
+            put(w_dq.input[0], torch.clamp(torch.round(w / s.view(shape)), -weight_qmax(), weight_qmax()).numpy())
             put(w_dq.input[1], s.numpy())
             if len(n.input) > 2 and n.input[2]:
                 b_dq = dq[n.input[2]]
