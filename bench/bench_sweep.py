@@ -8,9 +8,10 @@ torch thread each) and a fresh home, so the teacher is trained and measured insi
 Each pool is warmed first (every worker has imported torch and loaded digits) with runs of
 another teacher. Wall time is from submit to the last result.
 
-"Measuring on" is the lab's default (latency and throughput in PyTorch and ONNX Runtime, FLOPs,
-inference energy, ONNX and int8 exports and their accuracy, `.pt2`, model card, budgets);
-"off" turns every part off. The two modes alternate, `--repeats` times each, and the best wall
+"Measuring on" is the lab's default: latency and throughput in PyTorch and ONNX Runtime, FLOPs and
+inference energy (measured once per architecture and carried by its other runs, measure/shared.py),
+ONNX and int8 exports and their accuracy, model card, budgets, energy per phase; the `.pt2`
+program is made on demand, not per run. "Off" turns every part off. The two modes alternate, `--repeats` times each, and the best wall
 time of each is kept (the machine may be shared; the load average is printed).
 Target: measuring adds at most 20% to the sweep's wall time.
 """

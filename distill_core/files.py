@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
@@ -53,6 +54,23 @@ def try_lock(path: str | Path):
         f.close()
         return None
     return f
+
+
+@contextmanager
+def held_lock(path: str | Path, timeout: float = 60.0):
+    """Hold an exclusive lock on a file for the block, waiting up to `timeout` seconds for
+    another process to release it. Yields True when held, False when the wait timed out (the
+    block then runs without it: callers use the lock to save work, not for correctness)."""
+    deadline = time.monotonic() + timeout
+    f = try_lock(path)
+    while f is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        f = try_lock(path)
+    try:
+        yield f is not None
+    finally:
+        if f is not None:
+            f.close()  # closing the file releases the lock
 
 
 def read_tree(folder: str | Path) -> dict[str, bytes]:

@@ -13,6 +13,7 @@
       measure/<name>/           what `python -m distill_core measure` writes
       logs/pool.log, pool.lock  the background worker pool (jobs/executor.py)
       cache/archives/<sha256>/  a user's archive unpacked once (data/cifar.py); safe to delete
+      cache/measure/<key>.json  figures shared by the runs of one architecture (measure/shared.py); safe to delete
       search.sqlite             the searches: Optuna studies (search/study.py)
       logs/search-<name>.log, search-<name>.lock   a search's driver process (search/driver.py)
 
@@ -91,6 +92,11 @@ def search_log(home: str | Path, name: str) -> Path:
 def search_lock(home: str | Path, name: str) -> Path:
     """Held by the one driver of a search: <home>/search-<name>.lock."""
     return Path(home) / f"search-{name}.lock"
+
+
+def shared_measures(home: str | Path) -> Path:
+    """Where the figures that runs of one architecture share are kept: <home>/cache/measure/ (not created)."""
+    return Path(home) / CACHE / MEASURE
 
 
 def cache_dir(*parts: str, home: str | Path | None = None) -> Path:

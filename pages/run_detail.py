@@ -12,7 +12,7 @@ from distill_core.jobs import queue
 from distill_core.labels import method_label, model_label
 from distill_core.models import describe_spec
 from distill_core.progress import curves_from_events, progress_fraction, progress_text
-from ui import figures, run_tabs, state
+from ui import figures, run_files, run_tabs, state
 from ui.format import fmt_count, fmt_pct, status_label
 from ui.nav import page_setup
 
@@ -161,4 +161,4 @@ with tabs[4]:
 with tabs[5]:
     run_tabs.budgets(result, s.home)
 with tabs[6]:
-    run_tabs.files(run, result, s.home)
+    run_files.files(run, result, s.home)

@@ -51,8 +51,12 @@ def test_digits_quick_end_to_end(tmp_path, monkeypatch):
     m = kd["measure"]
     assert m["size"]["fp32_bytes"] == (Path(kd["artifacts"]["folder"]) / "weights.safetensors").stat().st_size
     assert kd["energy"]["phases"]["student_training"]["kwh"] >= 0
-    for name in ("onnx", "int8", "pt2", "card_md", "card_json"):
+    for name in ("onnx", "int8", "card_md", "card_json"):
         assert Path(kd["artifacts"][name]).is_file(), name
+    assert "pt2" not in kd["artifacts"] and "export ID --pt2" in m["pt2"]["reason"]  # made on demand
+    # kd and scratch students share one architecture: the second carries the first's latency
+    first, second = sorted((runs[("student", "kd")], runs[("student", "scratch")]), key=lambda r: r["finished"])
+    assert second["measure"]["shared"]["measured_by"] == [first["hash"]] and "torch" in second["measure"]["shared"]["carried"]
 
 
 def test_listings_show_registries():

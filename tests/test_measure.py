@@ -249,7 +249,8 @@ def test_measure_settings_defaults_env_and_errors(monkeypatch):
     monkeypatch.delenv("DISTILL_MEASURE", raising=False)
     monkeypatch.setenv("DISTILL_COUNTRY", "deu")
     s = measure_settings()
-    assert s["energy"] and s["onnx"] and s["int8"] and s["pt2"] and s["card"] and s["country"] == "DEU"
+    assert s["energy"] and s["onnx"] and s["int8"] and s["card"] and s["share"] and s["country"] == "DEU"
+    assert not s["pt2"]  # made on demand (measure/on_demand.py)
     monkeypatch.setenv("DISTILL_MEASURE", "quick")
     assert measure_settings()["energy"] is False and measure_settings({"energy": True})["energy"] is True
     with pytest.raises(ConfigError, match="country"):

@@ -508,3 +508,21 @@ def test_model_summary_and_time_estimate():
     assert skipped["runs"][0]["seconds"] == 0 and skipped["serial_seconds"] < est["serial_seconds"]
     assert calibration([]) == (1.0, 0)
     assert calibration([(1.0, 2.0), (2.0, 4.0), (1.0, float("nan"))]) == (2.0, 2)
+
+
+def test_run_detail_names_the_run_whose_shared_figures_it_carries_and_makes_pt2_on_demand(lab_home):
+    store = lab_home["store"]
+    done = [store.get_run(r["id"]) for r in store.list_runs(status="done", role="student")]
+    carrier = next(r for r in done if r["result"]["measure"]["shared"].get("measured_by"))
+    measurer = next(r for r in done if r["hash"] == carrier["result"]["measure"]["shared"]["measured_by"][0])
+    at = open_page("pages/run_detail.py", {"run": str(carrier["id"])})
+    assert not errors(at), errors(at)
+    page = texts(at)
+    assert f"they were measured once, by run #{measurer['id']}" in page
+    energy = next(d.value for d in at.dataframe if "this run" in d.value.columns)
+    assert f"shared by run #{measurer['id']}" in list(energy["this run"])  # its inference energy, not spent again
+    assert "Download torch.export program (.pt2)" not in [b.label for b in at.get("download_button")]
+    button(at, "make_pt2").click().run()
+    assert not errors(at), errors(at)
+    assert "Download torch.export program (.pt2)" in [b.label for b in at.get("download_button")]
+    assert store.get_run(carrier["id"])["result"]["measure"]["pt2"]["ok"]

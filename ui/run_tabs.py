@@ -1,7 +1,6 @@
 """The tabs of the Run detail page, one function each, from a finished run as the store keeps it."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -16,19 +15,6 @@ from distill_core.teaching import soften
 from . import figures, run_figures, state
 from .format import fmt_bytes, fmt_co2, fmt_count, fmt_energy, fmt_ms, fmt_pct, fmt_seconds, unavailable
 
-FILES = [  # what a run folder may hold, as the page offers it
-    (paths.ONNX, "ONNX model (fp32)", "application/octet-stream"),
-    (paths.INT8, "ONNX model (int8, deployed)", "application/octet-stream"),
-    (paths.int8_variant("static"), "ONNX model (static int8, not deployed)", "application/octet-stream"),
-    (paths.int8_variant("dynamic"), "ONNX model (dynamic int8, not deployed)", "application/octet-stream"),
-    (paths.WEIGHTS, "weights (.safetensors)", "application/octet-stream"),
-    (paths.PT2, "torch.export program (.pt2)", "application/octet-stream"),
-    (paths.CARD_MD, "model card (Markdown)", "text/markdown"),
-    (paths.CARD_JSON, "model card (JSON)", "application/json"),
-    (paths.CONFIG, "run config (JSON)", "application/json"),
-    (paths.RESULT, "full result (JSON)", "application/json"),
-    (paths.EMISSIONS, "CodeCarbon log (CSV)", "text/csv"),
-]
 RUNTIMES = (("torch", "PyTorch"), ("onnx", "ONNX Runtime fp32"), ("onnx_int8", "ONNX Runtime int8"))
 
 
@@ -162,8 +148,19 @@ def cost(run: dict, result: dict, frame: pd.DataFrame) -> None:
                      "repetitions": t.get("reps"),
                      "throughput": f"{tb_['samples_per_s']:,.0f} samples/s (batch {tb_['batch']})" if tb_.get("samples_per_s") else ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    shared = m.get("shared") or {}
+    if shared.get("measured_by"):
+        st.caption("FLOPs, latency and inference energy depend only on the architecture: they were measured once, by "
+                   + ", ".join(run_names(shared["measured_by"], frame)) + ", and carried by this run "
+                   "(same architecture, input shape, threads and runtimes). Accuracy and the files are this run's own.")
     int8(m, result.get("qad"))
-    energy(result.get("energy") or {})
+    energy(result.get("energy") or {}, frame)
+
+
+def run_names(hashes: list[str], frame: pd.DataFrame) -> list[str]:
+    """"run #12" for each run hash the results frame knows, else its first 12 characters."""
+    ids = dict(zip(frame["hash"], frame["run_id"])) if not frame.empty else {}
+    return [f"run #{int(ids[h])}" if h in ids else f"run {h[:12]}" for h in hashes]
 
 
 VARIANT_NAMES = {"static": "static (calibrated, QDQ)", "dynamic": "dynamic (activations at run time)",
@@ -202,7 +199,7 @@ def int8(m: dict, qad: dict | None) -> None:
         st.caption(f"Deployed variant: {i8['chosen_by']}. Changes made to the file: {', '.join(i8.get('edits') or []) or 'none'}.")
 
 
-def energy(e: dict) -> None:
+def energy(e: dict, frame: pd.DataFrame) -> None:
     st.markdown("**Energy** (CodeCarbon, offline)")
     if not e.get("available"):
         unavailable("Energy", e.get("reason"))
@@ -212,7 +209,8 @@ def energy(e: dict) -> None:
         if p.get("available"):
             rows.append({"phase": phase.replace("_", " "), "energy": fmt_energy(p["kwh"]), "kWh": p["kwh"],
                          "CO2eq": fmt_co2(p["kg_co2eq"]), "seconds": round(p.get("seconds", 0), 2),
-                         "how": p.get("label"), "this run": "reused" if p.get("reused") else "spent"})
+                         "how": p.get("label"), "this run": (f"shared by {run_names([p['shared_from']], frame)[0]}"
+                                                             if p.get("shared_from") else "reused" if p.get("reused") else "spent")})
         else:
             rows.append({"phase": phase.replace("_", " "), "energy": f"unavailable: {p.get('reason')}", "kWh": None,
                          "CO2eq": "", "seconds": None, "how": "", "this run": ""})
@@ -222,12 +220,14 @@ def energy(e: dict) -> None:
         st.dataframe(df.drop(columns=["kWh"]), hide_index=True)
     with right:
         ok = df.dropna(subset=["kWh"])
-        figures.plot(run_figures.energy_figure(list(ok["phase"]), list(ok["kWh"]), [r == "reused" for r in ok["this run"]]),
+        figures.plot(run_figures.energy_figure(list(ok["phase"]), list(ok["kWh"]), [r != "spent" for r in ok["this run"]]),
                      key="energy")
-        st.caption("Grey: phases of the cached teacher, reused by this run, not spent again.")
+        st.caption("Grey: phases this run did not spend again: the cached teacher's, and inference measured once "
+                   "for this architecture.")
     st.markdown(f"Total for this run: **{fmt_energy(e['total_kwh'])}**, {fmt_co2(e['total_kg_co2eq'])} "
                 f"(country {e.get('country')}), **{e['label']}**: {e.get('method')}."
-                + (f" Reusing the cached teacher saved {fmt_energy(e['saved_kwh'])}." if e.get("saved_kwh") else "")
+                + (f" Reuse (the cached teacher, shared measurements) saved {fmt_energy(e['saved_kwh'])}."
+                   if e.get("saved_kwh") else "")
                 + (f" Inference: {fmt_energy(e['inference_kwh_per_1000'])} per 1,000 predictions."
                    if e.get("inference_kwh_per_1000") is not None else ""))
 
@@ -256,24 +256,3 @@ def budgets(result: dict, home: Path) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption(f"Profiles from the defaults and {home / paths.BUDGETS} (edit it to add your board). "
                "Latency is measured on this machine: a proxy for the target.")
-
-
-def files(run: dict, result: dict, home: Path) -> None:
-    folder = Path(run.get("folder") or paths.run_folder(home, run["hash"]))
-    present = [(f, what, mime) for f, what, mime in FILES if (folder / f).is_file()]
-    if not present:
-        unavailable("Files", f"nothing in {folder} (deleted?)")
-    for f, what, mime in present:
-        path = folder / f
-        cols = st.columns([2, 5], vertical_alignment="center")
-        cols[0].download_button(f"Download {what}", data=partial(path.read_bytes), file_name=f"run{run['id']}-{f}", mime=mime,
-                                on_click="ignore", key=f"dl_{f}", icon=":material/download:")
-        cols[1].caption(fmt_bytes(path.stat().st_size))
-    for what, why in ((result.get("measure") or {}).get("export_errors") or {}).items():
-        if why:
-            st.warning(f"{what} export failed: {why}")
-    card = folder / paths.CARD_MD
-    if card.is_file():
-        with st.expander("Model card"):
-            st.markdown(card.read_text(encoding="utf-8"))
-    st.caption(f"Folder: `{folder}`")

@@ -19,7 +19,7 @@ _started = False
 _lock = threading.Lock()
 
 # What the pages import at their top (the scripts themselves are run per visit, not imported).
-PAGE_MODULES = ("ui.state", "ui.figures", "ui.format", "ui.forms", "ui.nav", "ui.experiment_form", "ui.run_tabs",
+PAGE_MODULES = ("ui.state", "ui.figures", "ui.format", "ui.forms", "ui.nav", "ui.experiment_form", "ui.run_tabs", "ui.run_files",
                 "ui.compare_figures", "ui.learn_figures", "ui.learn_jobs", "distill_core.analysis",
                 "distill_core.estimates", "distill_core.teaching", "distill_core.presets", "distill_core.grids")
 

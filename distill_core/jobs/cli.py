@@ -7,6 +7,7 @@
     retry ID...     queue failed / cancelled / interrupted runs again (or --interrupted)
     delete ID...    delete runs and their artifacts
     results         finished runs as a table, or --csv
+    export ID --pt2 make a finished run's .pt2 program (not made for every run)
     worker          serve the queue in the foreground (Ctrl-C stops; --until-empty; --executor ray)
     cluster         the Ray cluster's nodes, CPUs and GPUs (--address)
 
@@ -181,6 +182,21 @@ def cmd_delete(args) -> int:
     return 0
 
 
+@_handled
+def cmd_export(args) -> int:
+    if not args.pt2:
+        print("error: say what to make: --pt2 (the torch.export program; ONNX and int8 are made for every run)",
+              file=sys.stderr)
+        return 2
+    pt2 = queue.make_pt2(_store(args), args.id, args.dynamic)
+    if not pt2.get("ok"):
+        print(f"error: run #{args.id}: {pt2.get('reason')}", file=sys.stderr)
+        return 1
+    batch = "any batch size" if pt2.get("dynamic_batch") else "batch size 1"
+    print(f"run #{args.id}: {pt2['path']} ({pt2['bytes']:,} bytes, {batch})")
+    return 0
+
+
 DEFAULT_RESULT_COLUMNS = ["run_id", "role", "label", "accuracy", "teacher_agreement", "ece", "params", "train_seconds"]
 
 
@@ -309,6 +325,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--experiment", type=int, default=None)
     p.add_argument("--csv", nargs="?", const="-", default=None, metavar="PATH", help="write every column as CSV (to stdout without PATH)")
     p.add_argument("--columns", default=None, help="comma-separated columns for the table")
+
+    p = sub("export", cmd_export, "make an export a finished run did not make: its .pt2 program")
+    p.add_argument("id", type=int, help="the run's id (see `jobs`)")
+    p.add_argument("--pt2", action="store_true", help="the torch.export program (.pt2)")
+    p.add_argument("--dynamic", action="store_true", help="with a free batch axis (about 3x slower to export)")
 
     p = sub("worker", cmd_worker, "serve the queue with local worker processes or a Ray cluster (Ctrl-C stops)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",

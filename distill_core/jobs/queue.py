@@ -289,3 +289,19 @@ def delete(store: Store, run_id: int) -> None:
         shutil.rmtree(paths.run_folder(store.home, h), ignore_errors=True)
         if role != STUDENT:
             TeacherCache(store.home).drop(h)  # a teacher's hash is its cache key
+
+
+def make_pt2(store: Store, run_id: int, dynamic: bool = False) -> dict:
+    """Make the .pt2 program of a finished run that did not make one (measure.pt2 is off by
+    default: measure/on_demand.py) and record it in the store. Returns its record, {"ok", "path",
+    "bytes", ...} or {"ok": False, "reason"}; JobError when the run is not done."""
+    from ..measure.on_demand import make_pt2 as make
+
+    run = store.get_run(run_id)
+    if run is None or run["status"] != DONE:
+        raise JobError(f"run #{run_id} " + ("does not exist" if run is None else f"is {run['status']}, not done")
+                       + ": only a finished run's program can be made")
+    result = make(run["folder"], dynamic)
+    if not store.amend_result(run_id, result):
+        raise JobError(f"run #{run_id} changed while its program was made (deleted or queued again)")
+    return result["measure"]["pt2"]

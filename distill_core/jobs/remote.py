@@ -151,6 +151,16 @@ def arrive(inputs: dict, home: Path) -> dict[str, Path]:
     return copies
 
 
+def share_node_measures(home: Path) -> None:
+    """Point a scratch home's shared-figures folder (measure/shared.py) at one folder of this
+    node's, so the runs of one architecture that a node serves measure its latency once."""
+    node = Path(tempfile.gettempdir()) / f"distill-shared-measures-{os.getuid()}"
+    node.mkdir(mode=0o700, exist_ok=True)
+    link = paths.shared_measures(home)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(node, target_is_directory=True)
+
+
 def run_task(run: dict, inputs: dict, hub, threads: int, measure: dict | None) -> dict:
     """One attempt at a run on this node. `run`: {"id", "config" (dict), "attempt"}. Returns
     {"status", "error", "traceback", "node", "folder"} and, when done, "result", "files" (the
@@ -165,6 +175,7 @@ def run_task(run: dict, inputs: dict, hub, threads: int, measure: dict | None) -
     config = RunConfig.from_dict(run["config"])
     with tempfile.TemporaryDirectory(prefix="distill-node-") as scratch:
         home = Path(scratch)
+        share_node_measures(home)
         folder = paths.run_folder(home, config.hash)
         out = {"node": node, "folder": str(folder), "home": str(home)}
         try:

@@ -447,6 +447,17 @@ class Store:
             return None, True
         return row[0], row[1] is not None
 
+    def amend_result(self, run_id: int, result: dict) -> bool:
+        """Replace a done run's result with a later version of it (an export made on demand);
+        False when the run is not done (deleted, or trained again meanwhile)."""
+        def txn(con):
+            v = self.bump(con)
+            cur = con.execute("UPDATE runs SET result = ?, updated = ?, version = ? WHERE id = ? AND status = 'done'",
+                              (to_json(result), time.time(), v, run_id))
+            return cur.rowcount == 1
+
+        return self.write(txn, durable=True)
+
     def finish(self, run_id: int, result: dict) -> None:
         """Store a run's result: it is done (whatever was decided about it meanwhile)."""
         def txn(con):

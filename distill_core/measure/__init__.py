@@ -14,7 +14,9 @@ result["measure"]
             fp32_accuracy, accuracy_drop, agreement_with_fp32[, teacher_agreement], calibration (static:
             method, samples, split, seed), edits; QAD also ptq_accuracy, agreement_with_simulation
   int8_variants  every int8 variant measured, by name, each as `int8` with its own latency / latency_batch
-  pt2       ok, path, bytes, dynamic_batch
+  pt2       ok, path, bytes, dynamic_batch (made on demand by default: on_demand.py, then on_demand: True)
+  shared    key, measured: the shared figures this run measured, carried: {figure: run hash that measured
+            it}, measured_by: those runs (shared.py: FLOPs, latency and inference energy, once per architecture)
   exports   paths: weights, onnx, int8, pt2, card_md, card_json;  export_errors: {part: reason}
   budgets   [{profile, description, fits: True/False/None, checks: [...], reason}]
   seconds, part_seconds, settings

@@ -50,11 +50,13 @@ def card_data(result: dict, info=None) -> dict:
         "latency": {k: {kk: vv for kk, vv in v.items() if kk in ("median_ms", "p95_ms", "samples_per_s", "batch")}
                     for k, v in (m.get("latency") or {}).items() if isinstance(v, dict)},
         "threads": m.get("threads"),
+        "shared_from": (m.get("shared") or {}).get("measured_by") or [],
         "energy": {"available": energy.get("available", False), "label": energy.get("label"), "method": energy.get("method"),
                    "country": energy.get("country"), "total_kwh": energy.get("total_kwh"),
                    "total_kg_co2eq": energy.get("total_kg_co2eq"), "reason": energy.get("reason"),
                    "inference_kwh_per_1000": energy.get("inference_kwh_per_1000"),
-                   "phases": {k: {kk: v.get(kk) for kk in ("available", "kwh", "kg_co2eq", "seconds", "label", "reused", "reason")}
+                   "phases": {k: {kk: v.get(kk) for kk in ("available", "kwh", "kg_co2eq", "seconds", "label", "reused", "reason",
+                                                          "shared_from")}
                               for k, v in (energy.get("phases") or {}).items()}},
         "files": {k: v for k, v in (m.get("exports") or {}).items() if v},
         "pt2_dynamic_batch": (m.get("pt2") or {}).get("dynamic_batch"),
@@ -86,6 +88,12 @@ def _howto(d: dict) -> str:
               "Inputs are preprocessed as `distill_core.data.load_dataset` does for this data set "
               "(same scaling / normalisation as in training)."]
     return "\n".join(lines)
+
+
+def _energy_note(phase: dict) -> str:
+    if phase.get("shared_from"):
+        return f"measured once for this architecture, by run `{phase['shared_from']}`"
+    return "reused from the teacher cache" if phase.get("reused") else phase.get("label")
 
 
 def card_markdown(d: dict) -> str:
@@ -122,13 +130,16 @@ def card_markdown(d: dict) -> str:
         if "samples_per_s" in v:
             out.append(f"| {names.get(k[:-6], k)} throughput, batch {v['batch']} | {v['samples_per_s']:,.0f} samples/s |")
     out.append(f"| threads | {d['threads']} |")
+    if d.get("shared_from"):
+        out += ["", "FLOPs, latency and inference energy depend only on the architecture: they were measured once, by run "
+                + ", ".join(f"`{h}`" for h in d["shared_from"]) + ", for every run of it (same threads, input shape and runtimes)."]
     out += ["", "## Energy", ""]
     if e.get("available"):
         out += [f"**{e['label']}** by CodeCarbon (offline, country {e['country']}): {e['method']}.", "",
                 "| phase | kWh | kg CO2eq | seconds | note |", "|---|---|---|---|---|"]
         for k, v in e["phases"].items():
             if v.get("available"):
-                out.append(f"| {k} | {v['kwh']:.3g} | {v['kg_co2eq']:.3g} | {v['seconds']:.3g} | {'reused from the teacher cache' if v.get('reused') else v.get('label')} |")
+                out.append(f"| {k} | {v['kwh']:.3g} | {v['kg_co2eq']:.3g} | {v['seconds']:.3g} | {_energy_note(v)} |")
             else:
                 out.append(f"| {k} | unavailable | | | {v.get('reason')} |")
         if e.get("inference_kwh_per_1000") is not None:

@@ -86,7 +86,7 @@ def measure_target(target: str, home=None, arch: str | None = None, dataset: str
     folder.mkdir(parents=True, exist_ok=True)
     source_bytes = weights.stat().st_size
     save_weights(model, folder / paths.WEIGHTS)
-    measurement = RunMeasurement(folder, settings)
+    measurement = RunMeasurement(folder, {"share": False, **(settings or {})})  # asked for: measured afresh
     logits = predict_logits(model, data.x_test)
     result = {"hash": run.name if run is not None else None, "role": config.get("role"), "config": config,
               "source": str(weights), "source_bytes": source_bytes,

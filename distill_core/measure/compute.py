@@ -1,6 +1,9 @@
-"""Size and compute: parameters, file bytes, FLOPs and MACs per sample."""
+"""Size and compute: parameters, file bytes, FLOPs and MACs per sample, and the fingerprint of an
+architecture (what two networks that differ only in their weights share)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -43,3 +46,12 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
         name = str(op).removeprefix("aten.").split(".")[0]
         by_op[name] = by_op.get(name, 0) + int(n)
     return {"flops": flops, "macs": flops // 2, "by_op": by_op}
+
+
+def architecture_fingerprint(model: nn.Module) -> str:
+    """sha256 of the module tree (its repr: layers and their hyper-parameters) and the name,
+    shape and dtype of every parameter and buffer: equal for two networks that differ only in
+    their weights' values."""
+    tensors = [(name, list(t.shape), str(t.dtype)) for name, t in model.state_dict().items()]
+    blob = json.dumps([type(model).__module__ + "." + type(model).__qualname__, repr(model), tensors])
+    return hashlib.sha256(blob.encode()).hexdigest()

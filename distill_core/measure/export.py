@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .compute import architecture_fingerprint
 from .latency import ort_predict, ort_session
 
 INPUT, OUTPUT = "input", "logits"
@@ -92,9 +93,7 @@ def float_state(model: nn.Module) -> dict[str, np.ndarray]:
 
 def _arch_key(model: nn.Module, sample: torch.Tensor) -> str:
     """What the dynamo graph depends on: the module tree, the parameter shapes, the input shape."""
-    shapes = [(k, tuple(v.shape), str(v.dtype)) for k, v in model.state_dict().items()]
-    text = repr((type(model).__module__, type(model).__qualname__, repr(model), shapes, tuple(sample.shape[1:]),
-                 torch.__version__))
+    text = repr((architecture_fingerprint(model), tuple(sample.shape[1:]), torch.__version__))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -37,8 +37,9 @@ class RunMeasurement:
 
     def attach(self, result: dict, model, data, teacher_logits_test=None, teacher_meta: dict | None = None,
                home: str | Path | None = None, onnx: dict | None = None,
-               int8_student: Int8Student | None = None) -> dict:
+               int8_student: Int8Student | None = None, shared_dir: str | Path | None = None) -> dict:
         """Fill result["measure"], ["energy"] and ["phases"]; never raises. `model` None: a
-        teacher measured through its ONNX file, onnx={"path", "made_by"}, or not (onnx={"reason"})."""
+        teacher measured through its ONNX file, onnx={"path", "made_by"}, or not (onnx={"reason"}).
+        `shared_dir`: where runs of one architecture share their figures (default: the home's)."""
         return attach_measurements(result, model, data, self.folder, self.settings, self.recorder,
-                                   teacher_logits_test, teacher_meta, home, onnx, int8_student)
+                                   teacher_logits_test, teacher_meta, home, onnx, int8_student, shared_dir)

@@ -35,6 +35,7 @@ import torch
 from .. import paths
 from .attempt import attempt
 from .latency import ort_latency, ort_predict, ort_session, with_throughput
+from .shared import graph_fingerprint
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 CALIBRATION_BATCH = 64
@@ -162,9 +163,11 @@ def _accuracy(pred: np.ndarray, y: torch.Tensor) -> float:
     return float((pred == y.numpy()).mean()) if len(y) else float("nan")
 
 
-def measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_logits_test, latency, seed, parts):
+def measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_logits_test, latency, seed, parts,
+                 shared=None):
     """The int8 variants of `int8_mode`, each quantised, run on the test set beside fp32 and timed;
-    returns (the deployed one, every one measured by name). The deployed file is paths.INT8."""
+    returns (the deployed one, every one measured by name). The deployed file is paths.INT8.
+    A variant's latency is shared (measure/shared.py) between graphs of the same structure."""
     wanted = ("static", "dynamic") if s["int8_mode"] == "auto" else (s["int8_mode"],)
     variants = {}
     for name in wanted:
@@ -176,7 +179,7 @@ def measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_log
         else:
             q = quantize_dynamic_int8(onnx_path, target)
         if q["ok"]:
-            q = measure_variant(q, threads, s, data, xs, fp32_pred, teacher_logits_test)
+            q = measure_variant(q, threads, s, data, xs, fp32_pred, teacher_logits_test, shared)
         variants[name] = q
         parts[f"int8_{name}"] = time.perf_counter() - t
     chosen, why = pick_int8(variants, s["int8_mode"])
@@ -191,9 +194,10 @@ def measure_int8(folder, onnx_path, threads, s, data, xs, fp32_pred, teacher_log
     return deployed, variants
 
 
-def measure_variant(q, threads, s, data, xs, fp32_pred, teacher_logits_test) -> dict:
+def measure_variant(q, threads, s, data, xs, fp32_pred, teacher_logits_test, shared=None) -> dict:
     """Add to a variant's record: test accuracy, its drop from fp32, agreement with fp32 (and
-    the teacher), batch-1 and batch latency in ONNX Runtime."""
+    the teacher), batch-1 and batch latency in ONNX Runtime (from `shared` when a graph of the
+    same structure was timed by another run)."""
     try:
         session = ort_session(q["path"], threads)
         pred = ort_predict(session, data.x_test.numpy()).argmax(1)
@@ -207,9 +211,17 @@ def measure_variant(q, threads, s, data, xs, fp32_pred, teacher_logits_test) -> 
         q.update(ok=False, reason=f"ONNX Runtime cannot run the int8 model: {type(exc).__name__}: {exc}"[:400])
         return q
     if s["latency"]:
-        q["latency"] = attempt(ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
-        q["latency_batch"] = attempt(lambda: with_throughput(
-            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
+        names = [f"int8:{graph_fingerprint(q['path'])}:{k}" for k in ("latency", "latency_batch")] if shared else None
+        carried = shared.take(names) if shared else None
+        if carried:
+            q["latency"], q["latency_batch"] = carried
+        else:
+            q["latency"] = attempt(ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
+            q["latency_batch"] = attempt(lambda: with_throughput(
+                ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
+            if shared:
+                for name, key in zip(names, ("latency", "latency_batch")):
+                    shared.put(name, q[key])
     return q
 
 

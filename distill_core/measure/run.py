@@ -28,16 +28,18 @@ from .qad import measure_qad
 from .latency import batch_of, ort_latency, ort_session, torch_latency, torch_threads, with_throughput
 from .phases import PhaseRecorder
 from .settings import measure_settings
+from .shared import shared_figures
 
 
 def _off(what: str) -> dict:
     return {"available": False, "reason": f"turned off (measure.{what} = false)"}
 
 
-def _inference_loop(time_batches, batch: int, settings, recorder) -> dict:
+def _inference_loop(time_batches, batch: int, settings, recorder, shared=None) -> dict:
     """Batched inference for `inference_seconds` (`time_batches(seconds)` times the calls),
     inside the recorder's "inference" phase: its energy divided by the predictions made is the
-    energy per 1,000 predictions."""
+    energy per 1,000 predictions. With `shared` (measure/shared.py) the phase's reading is
+    filed as "inference_phase" too."""
     with recorder.phase("inference") as entry:
         timing = time_batches(settings["inference_seconds"])
     predictions = timing["calls"] * batch
@@ -46,14 +48,29 @@ def _inference_loop(time_batches, batch: int, settings, recorder) -> dict:
     if energy and energy.get("available"):
         energy["predictions"] = predictions
         energy["kwh_per_1000"] = energy["kwh"] / predictions * 1000
+    if shared is not None and (energy or {}).get("available"):
+        shared.put("inference_phase", dict(entry))
     return with_throughput(timing, batch)
+
+
+def _carried(shared, name: str, measure):
+    """A shared figure another run measured, or `measure()`'s, filed for the next run."""
+    figure = shared.get(name)
+    if figure is None:
+        figure = measure()
+        shared.put(name, figure)
+    return figure
 
 
 def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: dict | None = None,
                 teacher_logits_test: torch.Tensor | None = None, settings: dict | None = None, *,
                 recorder=None, weights_path: str | Path | None = None, home: str | Path | None = None,
-                int8_student=None) -> dict:
+                int8_student=None, shared_dir: str | Path | None = None, run: str | None = None) -> dict:
     """All measurements of `model` (moved to the CPU), files written into `folder`.
+
+    Figures that depend only on the architecture (FLOPs, latency, inference energy) come from
+    `shared_dir` when another run of it measured them (measure/shared.py; `run`: this run's
+    hash, named in what it files); out["shared"] says which were carried and from whom.
 
     `int8_student` (measure.qad.Int8Student, for a QAD run): its fine-tuned int8 model is the
     deployed int8, measured beside the fp32 student it started from (not beside `model`).
@@ -85,17 +102,24 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
 
     out: dict = {"settings": s, "input_shape": list(data.info.input_shape), "part_seconds": parts}
     exports: dict = {"weights": str(weights_path)}
-    with torch_threads(s["threads"]) as threads:
+    with torch_threads(s["threads"]) as threads, shared_figures(
+            shared_dir, model, data.info.input_shape, threads, s, len(xs["batch"]), run) as (shared, shared_key):
         out["threads"] = threads
         out["size"] = {**param_counts(model), "fp32_bytes": file_bytes(weights_path)}
-        out["compute"] = timed("flops", count_flops, model, tuple(data.info.input_shape))
+        out["compute"] = _carried(shared, "compute", lambda: timed("flops", count_flops, model, tuple(data.info.input_shape)))
         latency: dict = {"threads": threads}
-        latency["torch"] = timed("torch_latency", torch_latency, model, xs["one"], s["latency_seconds"]) if s["latency"] else _off("latency")
-        if s["latency"] or s["energy"]:
-            latency["torch_batch"] = timed("inference_loop", _inference_loop, lambda secs: torch_latency(
-                model, xs["batch"], secs, min_reps=3), len(xs["batch"]), s, recorder)
+        latency["torch"] = _carried(shared, "torch", lambda: timed(
+            "torch_latency", torch_latency, model, xs["one"], s["latency_seconds"])) if s["latency"] else _off("latency")
+        if s["latency"] or s["energy"]:  # the inference loop: its timing and the energy read during it
+            carried = shared.take(("torch_batch", "inference_phase") if s["energy"] else ("torch_batch",))
+            if carried:
+                latency["torch_batch"], out["inference_phase"] = carried[0], (carried[1:] or [None])[0]
+            else:
+                latency["torch_batch"] = timed("inference_loop", _inference_loop, lambda secs: torch_latency(
+                    model, xs["batch"], secs, min_reps=3), len(xs["batch"]), s, recorder, shared)
+                shared.put("torch_batch", latency["torch_batch"])
         fp32_pred = predict_logits(model, x_test).argmax(1).numpy() if len(x_test) else np.empty(0)
-        out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed)
+        out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed, shared)
         if out["onnx"].get("bytes"):
             exports["onnx"] = out["onnx"]["path"]
             out["size"]["onnx_bytes"] = out["onnx"]["bytes"]
@@ -112,7 +136,7 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
         else:
             seed = int((config or {}).get("seed") or 0)
             out["int8"], out["int8_variants"] = measure_int8(folder, out["onnx"]["path"], threads, s, data, xs, fp32_pred,
-                                                             teacher_logits_test, latency, seed, parts)
+                                                             teacher_logits_test, latency, seed, parts, shared)
             if out["int8"].get("ok"):
                 exports["int8"] = out["int8"]["path"]
                 out["size"]["int8_bytes"] = out["int8"]["bytes"]
@@ -125,7 +149,9 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
             if out["pt2"].get("ok"):
                 exports["pt2"] = out["pt2"]["path"]
         else:
-            out["pt2"] = _off("pt2")
+            out["pt2"] = {"available": False, "reason": "not made for every run (measure.pt2 = false): make it from "
+                          "the run's Files tab or with `python -m distill_core export ID --pt2`"}
+        out["shared"] = shared.summary(shared_key)
     if s["budgets"]:
         try:
             out["budgets"] = check_budgets(out, load_profiles(home))
@@ -136,6 +162,9 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
                             if s[k] and isinstance(out.get(k), dict) and not out[k].get("ok")}
     if "inference" in recorder.phases:
         out["inference_energy"] = recorder.phases["inference"].get("energy")
+    elif out.get("inference_phase"):  # carried: another run of this architecture measured it
+        out["inference_phase"]["energy"]["shared_from"] = out["shared"]["carried"]["inference_phase"]
+        out["inference_energy"] = out["inference_phase"]["energy"]
     out["seconds"] = time.perf_counter() - start
     return out
 
@@ -191,7 +220,7 @@ def measure_onnx_model(path: str | Path, data: DataBundle, folder: str | Path, s
     return out
 
 
-def _measure_onnx(model, folder, threads, s, xs, latency, timed):
+def _measure_onnx(model, folder, threads, s, xs, latency, timed, shared):
     """Export and verify ONNX; time it in ONNX Runtime. Returns (export dict, session or None)."""
     if not s["onnx"]:
         latency["onnx"] = _off("onnx")
@@ -203,9 +232,10 @@ def _measure_onnx(model, folder, threads, s, xs, latency, timed):
         latency["onnx"] = session or {"available": False, "reason": onnx.get("reason", "no ONNX model")}
         return onnx, None
     if s["latency"]:
-        latency["onnx"] = timed("onnx_latency", ort_latency, session, xs["one"].numpy(), s["latency_seconds"])
-        latency["onnx_batch"] = timed("onnx_latency", lambda: with_throughput(
-            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"])))
+        latency["onnx"] = _carried(shared, "onnx", lambda: timed(
+            "onnx_latency", ort_latency, session, xs["one"].numpy(), s["latency_seconds"]))
+        latency["onnx_batch"] = _carried(shared, "onnx_batch", lambda: timed("onnx_latency", lambda: with_throughput(
+            ort_latency(session, xs["batch"].numpy(), s["latency_seconds"] / 2, min_reps=3), len(xs["batch"]))))
     else:
         latency["onnx"] = _off("latency")
     return onnx, session
@@ -220,8 +250,12 @@ def reused_phases(meta: dict | None) -> dict | None:
 
 def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle, folder: str | Path, settings: dict,
                         recorder, teacher_logits_test: torch.Tensor | None = None, teacher_meta: dict | None = None,
-                        home: str | Path | None = None, onnx: dict | None = None, int8_student=None) -> dict:
+                        home: str | Path | None = None, onnx: dict | None = None, int8_student=None,
+                        shared_dir: str | Path | None = None) -> dict:
     """The runner's one hook: measure, sum up energy per phase, write the model card.
+
+    Figures shared by the runs of one architecture are kept in `shared_dir`, by default
+    <home>/cache/measure/ (none without a home).
 
     A teacher without a network of this lab is measured through its ONNX file, `onnx` =
     {"path", "made_by", "bytes"}, or not at all (`onnx` = {"reason": why}). Fills result["measure"] and
@@ -230,9 +264,11 @@ def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle,
     folder = Path(folder)
     try:
         if model is not None:
+            if shared_dir is None and home is not None:
+                shared_dir = paths.shared_measures(home)
             result["measure"] = measure_run(model, data, folder, result.get("config"), teacher_logits_test, settings,
                                             recorder=recorder, weights_path=folder / paths.WEIGHTS, home=home,
-                                            int8_student=int8_student)
+                                            int8_student=int8_student, shared_dir=shared_dir, run=result.get("hash"))
         elif (onnx or {}).get("path"):
             result["measure"] = measure_onnx_model(onnx["path"], data, folder, settings, recorder=recorder, home=home,
                                                    made_by=onnx.get("made_by", "given"), nbytes=onnx.get("bytes"))
@@ -240,7 +276,11 @@ def attach_measurements(result: dict, model: nn.Module | None, data: DataBundle,
             result["measure"] = {"available": False, "reason": (onnx or {}).get("reason", "no model to measure"), "exports": {}}
     except Exception as exc:
         result["measure"] = {**unavailable(exc), "exports": {"weights": str(folder / paths.WEIGHTS)} if model is not None else {}}
-    result["energy"] = energy_summary(recorder.phases, reused_phases(teacher_meta), enabled=settings["energy"])
+    reused = reused_phases(teacher_meta) or {}
+    shared_phase = result["measure"].pop("inference_phase", None)
+    if shared_phase:  # this run spent no energy on it: shown as reused, not counted
+        reused["inference"] = shared_phase
+    result["energy"] = energy_summary(recorder.phases, reused, enabled=settings["energy"])
     result["phases"] = recorder.phases
     if settings["card"] and model is not None:
         t = time.perf_counter()

@@ -28,6 +28,8 @@ MEASURE_PARAMS = (
     Param("throughput_batch", 256, "batch size for throughput and the inference-energy loop", "int", 1, 65536),
     Param("inference_seconds", 0.2, "length of the timed inference loop whose energy is measured", "float", 0.05, 600.0),
     Param("latency", True, "measure latency and throughput", "bool"),
+    Param("share", True, "measure the figures that depend only on the architecture (FLOPs, latency, inference "
+          "energy) once per architecture, threads and runtime, and reuse them in its other runs", "bool"),
     Param("energy", True, "measure energy per phase with CodeCarbon (offline)", "bool"),
     COUNTRY,
     Param("power_secs", 0.5, "CodeCarbon's power-measurement interval in seconds", "float", 0.05, 60.0),
@@ -42,7 +44,8 @@ MEASURE_PARAMS = (
           "draw: the run's seed)", "int", 1, 100_000),
     Param("calibration_method", "minmax", "how static int8 turns the calibration activations into ranges: minmax, "
           "entropy or percentile", "choice", choices=("minmax", "entropy", "percentile")),
-    Param("pt2", True, "save a torch.export program (.pt2)", "bool"),
+    Param("pt2", False, "save a torch.export program (.pt2) for every run (off: made on demand, from a run's Files "
+          "tab or `python -m distill_core export ID --pt2`)", "bool"),
     Param("pt2_dynamic", False, "give the .pt2 program a free batch axis (export about 3x slower); else batch 1", "bool"),
     Param("card", True, "write a model card (Markdown and JSON)", "bool"),
     Param("budgets", True, "check the deployment budgets", "bool"),
