@@ -8,8 +8,9 @@ dynamic  `quantize_dynamic`: int8 weights, activations quantised at run time fro
          own range (no calibration; the fit for large matrix products, not for convolutions).
 
 Edits make the static file what a device should get (`deployable`, in the order of EDITS); each
-is checked to leave ONNX Runtime's outputs exactly as they were (or, for the padding, to come no
-further from what the QDQ graph defines) and every int8 kernel fused:
+is checked to leave ONNX Runtime's outputs exactly as they were (or to bring them no further from
+what the QDQ graph defines: the padding, where the unpadded kernel saturates) and every int8
+kernel fused:
   - a convolution whose input has a channel count that is not a multiple of 4 (the first layer:
     1 channel for digits and MNIST, 3 for CIFAR) gets zero channels added, its input padded
     by a Pad node: ONNX Runtime's fast int8 convolution needs channels in fours, and without
@@ -355,6 +356,7 @@ def pad_input_channels(model, multiple: int = 4) -> bool:
     inits = {i.name: i for i in g.initializer}
     made = _producers(g)
     inputs = {i.name for i in g.input}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     changed = False
     for conv in [n for n in g.node if n.op_type == "Conv"]:
         if any(a.name == "group" and a.i != 1 for a in conv.attribute):
@@ -372,13 +374,19 @@ def pad_input_channels(model, multiple: int = 4) -> bool:
         extra = -c % multiple
         # Both the weights and the quantised input get the new channels through a Pad node: the
         # weights' Pad is folded when ONNX Runtime loads the model, so the file keeps the small tensor.
-        # Only axis 1 is padded (Pad's `axes` input): after the existing channels, `extra` of them.
+        # After the existing channels (axis 1), `extra` of them; from opset 18 Pad takes `axes`, so
+        # only axis 1 is named. The small int64 tensors as int64_data (varints, a byte a value).
         for tensor, consumer, fill in ((w_dq.input[0], w_dq, ""), (x_dq.input[0], x_dq, x_dq.input[2])):
             pads_name, axes_name, out_name = f"{tensor}_pads", f"{tensor}_axes", f"{tensor}_padded"
-            # int64_data (varints): a byte a value here, where raw data takes eight
-            g.initializer.append(helper.make_tensor(pads_name, TensorProto.INT64, [2], [0, extra]))
-            g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
-            pad = helper.make_node("Pad", [tensor, pads_name, fill, axes_name], [out_name])
+            if opset >= 18:
+                g.initializer.append(helper.make_tensor(pads_name, TensorProto.INT64, [2], [0, extra]))
+                g.initializer.append(helper.make_tensor(axes_name, TensorProto.INT64, [1], [1]))
+                pad = helper.make_node("Pad", [tensor, pads_name, fill, axes_name], [out_name])
+            else:
+                pads = [0] * (2 * w.ndim)
+                pads[w.ndim + 1] = extra
+                g.initializer.append(helper.make_tensor(pads_name, TensorProto.INT64, [len(pads)], pads))
+                pad = helper.make_node("Pad", [tensor, pads_name] + ([fill] if fill else []), [out_name])
             g.node.insert(list(g.node).index(consumer), pad)
             consumer.input[0] = out_name
         changed = True
