@@ -17,6 +17,8 @@ kernel fused:
     and at batch 256 this block decides whether cnn-small's int8 beats fp32. It changes what is
     computed (the input is not quantised), so it is kept only if the outputs are no further from
     the fp32 model's (static int8; QAD, which simulates the int8 input, does not get it);
+  - likewise the output: no QuantizeLinear / DequantizeLinear after the last Gemm, whose int8
+    kernel then gives float logits (one kernel less at batch 1), kept if no further from fp32;
   - otherwise, a convolution whose input has a channel count that is not a multiple of 4 (the first layer:
     1 channel for digits and MNIST, 3 for CIFAR) gets zero channels added, its input padded
     by a Pad node: ONNX Runtime's fast int8 convolution needs channels in fours, and without
@@ -271,7 +273,9 @@ def int8_friendly(src: str | Path, dst: str | Path) -> list[str]:
 
 
 FLOAT_FIRST = "the first convolution (and its pooling) in float, its weights stored int8"
+FLOAT_OUTPUT = "float output (the last layer's int8 kernel gives its float result)"
 EDITS = ((FLOAT_FIRST, "float_first_block"),
+         (FLOAT_OUTPUT, "float_output"),
          ("input channels padded to a multiple of 4", "pad_input_channels"),
          ("biases in float (ONNX Runtime quantises them as it loads the model)", "float_biases"),
          ("MaxPool and Flatten read the quantised tensor", "quantised_data_movement"),
@@ -287,9 +291,10 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     (or, for an edit that changes which int8 kernel runs, come no further from what the QDQ graph
     defines: see `_no_worse`) and it leaves no more QuantizeLinear / DequantizeLinear nodes
     unfused in the graph ONNX Runtime optimises (fewer int8 kernels would be slower, with outputs
-    that can still be identical). The float first block changes what is computed (the input is no
-    longer quantised): it is tried only with the `fp32` model to compare with, and kept only if
-    its outputs are no further from fp32's than the int8 ones (`_no_further_from_fp32`).
+    that can still be identical). The float first block and the float output change what is
+    computed (the input, the logits no longer quantised): they are tried only with the `fp32`
+    model to compare with, and kept only if the outputs come no further from fp32's
+    (`_no_further_from_fp32`).
     Returns the edits made."""
     import onnx
 
@@ -299,7 +304,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     fp32_out = ort_predict(ort_session(fp32, 1), check) if fp32 is not None else None
     edits = []
     for name, fn in EDITS:
-        if fn == "float_first_block" and fp32_out is None:
+        if fn in ("float_first_block", "float_output") and fp32_out is None:
             continue
         trial = onnx.ModelProto()
         trial.CopyFrom(model)
@@ -309,7 +314,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
             got, left = _run(trial, check)
         except Exception:  # an edit ONNX Runtime refuses is simply not made
             continue
-        if fn == "float_first_block":
+        if fn in ("float_first_block", "float_output"):
             same = got.shape == want.shape and _no_further_from_fp32(got, want, fp32_out)
         else:
             same = got.shape == want.shape and (np.array_equal(got, want) or _no_worse(got, want, reference))
@@ -441,6 +446,31 @@ def float_first_block(model) -> bool:
     return False
 
 
+def float_output(model) -> bool:
+    """Drop the QuantizeLinear -> DequantizeLinear pair on the graph's output: the last Gemm (or
+    Conv, MatMul) then ends in float, which ONNX Runtime fuses into an int8 kernel with a float
+    result (QGemm without an output scale): the logits before their rounding to uint8, and one
+    kernel less."""
+    g = model.graph
+    made, users = _producers(g), _consumers(g)
+    if len(g.output) != 1:
+        return False
+    dq = made.get(g.output[0].name)
+    q = made.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    if q is None or q.op_type != "QuantizeLinear" or len(users.get(q.output[0], [])) != 1:
+        return False
+    last = made.get(q.input[0])
+    if last is None or last.op_type not in ("Gemm", "MatMul", "Conv") or len(users.get(q.input[0], [])) != 1:
+        return False
+    last.output[:] = [g.output[0].name if x == q.input[0] else x for x in last.output]
+    g.node.remove(q)
+    g.node.remove(dq)
+    for v in [v for v in g.value_info if v.name == g.output[0].name]:
+        g.value_info.remove(v)
+    _drop_unused(g)
+    return True
+
+
 def pad_input_channels(model, multiple: int = 4) -> bool:
     """Pad the input channels of each QDQ convolution fed by the graph input (input -> Q -> DQ ->
     Conv, group 1) to a multiple of `multiple`: zero weights for the new channels, a Pad node
@@ -537,6 +567,8 @@ def float_biases(model) -> bool:
         if not (dq and dq.op_type == "DequantizeLinear" and dq.input[0] in inits and dq.input[1] in inits
                 and len(users.get(dq.output[0], [])) == 1):
             continue
+        if [n.op_type for n in users.get(node.output[0], [])] != ["QuantizeLinear"]:
+            continue  # a float result (float_output): ONNX Runtime fuses it only with the int32 bias
         q = numpy_helper.to_array(inits[dq.input[0]])
         zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else 0
         if q.dtype != np.int32 or np.any(zero):
