@@ -182,6 +182,21 @@ def machine() -> dict:
             "python": platform.python_version(), "load": round(os.getloadavg()[0], 1)}
 
 
+def _edits(tables: dict) -> list[str]:
+    """Each student's deployable edits (first seed), where they differ from the full list: a
+    refused edit (outputs changed, or an int8 kernel left unfused) shows here."""
+    from distill_core.measure.int8 import EDITS
+
+    every = [name for name, _ in EDITS]
+    out = []
+    for dataset, students in tables.items():
+        for name, e in students.items():
+            made = e.get("edits") or []
+            missing = [x for x in every if x not in made]
+            out.append(f"{dataset} {name}: " + ("all made" if not missing else "all but: " + ", ".join(missing)))
+    return out
+
+
 def _ms(x: float) -> str:
     return f"{x:.4f}" if x < 0.1 else f"{x:.3f}"
 
@@ -197,7 +212,11 @@ def report(mach: dict, tables: dict, outliers: list[dict], seeds: list[int], rou
              + f"{len(seeds)} seeds: {', '.join(map(str, seeds))}), then QAD (start: scratch, "
              "KD from the fp32 student itself, 5 epochs at a tenth of the learning rate, best validation epoch kept). Static: ONNX Runtime "
              "quantize_static, QDQ, int8 weights per channel, uint8 activations, MinMax on 256 seeded training samples, "
-             "then made deployable (first convolution's input channels padded to 4, names shortened). Latency: best of "
+             "then made deployable (the first convolution and its pooling in float, its weights int8 in the file, "
+             "where no further from fp32, else its input channels padded to 4; float logits from the last Gemm where "
+             "no further from fp32; biases in float, MaxPool and Flatten on the quantised tensor, default attributes, "
+             "zero zero points and unread fields dropped, names shortened; the edits of the first seed's file: "
+             + "; ".join(_edits(tables)) + "). Latency: best of "
              f"{rounds} interleaved rounds of a median, batch 1 and batch 256, the deployed files of the first seed.", ""]
     verdicts = []
     for dataset, students in tables.items():

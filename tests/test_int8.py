@@ -1,6 +1,6 @@
 """int8 that deploys: static QDQ quantisation (calibrated, made deployable), the exporter and its
 fallback, and quantisation-aware distillation (QAD) from the simulated int8 graph to the file
-ONNX Runtime runs. Budget: about 60 s on two shared cores (one dynamo export, the rest TorchScript)."""
+ONNX Runtime runs. Budget: about 60 s on two shared cores (two dynamo exports, the rest TorchScript)."""
 from __future__ import annotations
 
 import copy
@@ -22,7 +22,8 @@ from distill_core.evaluate import predict_logits
 from distill_core.measure import export as export_mod
 from distill_core.measure import measure_run, measure_settings
 from distill_core.measure.export import export_onnx, fold_batchnorm, unfold_batchnorm, float_state
-from distill_core.measure.int8 import calibration_sample, quantize_static_qdq
+from distill_core.measure.int8 import (EDITS, FLOAT_FIRST, FLOAT_OUTPUT, _reference, calibrated_qdq, calibration_sample, deployable,
+                                      quantize_static_qdq)
 from distill_core.measure.latency import ort_predict, ort_session
 from distill_core.measure.qad import prepare
 from distill_core.methods import make_method
@@ -59,14 +60,16 @@ def test_static_qdq_is_close_to_fp32_on_its_calibration_data_and_deterministic_p
     calib = calibration_sample(data.x_train, 128, seed=3)
     q = quantize_static_qdq(onnx_out["path"], tmp_path / "s.onnx", calib, "minmax", seed=3)
     assert q["ok"] and q["variant"] == "static" and q["calibration"] == {"method": "minmax", "samples": 128, "split": "train", "seed": 3}
-    # the first convolution's single input channel is padded to four, and nothing else changed the outputs
-    assert "input channels padded to a multiple of 4" in q["edits"] and q["bytes"] < 0.45 * onnx_out["bytes"]
+    # the first convolution (one input channel) runs in float where that is no further from fp32,
+    # else its input channel is padded to four; nothing else changed the outputs
+    assert (FLOAT_FIRST in q["edits"]) != ("input channels padded to a multiple of 4" in q["edits"])
+    assert q["bytes"] < 0.45 * onnx_out["bytes"]
     want, got = model(torch.from_numpy(calib)).detach().numpy(), _ort(q["path"], calib)
     assert np.abs(got - want).max() < 0.1 * (want.max() - want.min())
     assert (got.argmax(1) == want.argmax(1)).mean() >= 0.95
     # activations are quantised ahead of time: QDQ pairs in the file, and calibration is reproducible
     ops = {n.op_type for n in onnx.load(q["path"]).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Pad"} <= ops
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and ("Pad" in ops or FLOAT_FIRST in q["edits"])
     assert np.array_equal(calib, calibration_sample(data.x_train, 128, seed=3))
     assert not np.array_equal(calib, calibration_sample(data.x_train, 128, seed=4))
     again = quantize_static_qdq(onnx_out["path"], tmp_path / "s2.onnx", calibration_sample(data.x_train, 128, 3), seed=3)
@@ -75,6 +78,68 @@ def test_static_qdq_is_close_to_fp32_on_its_calibration_data_and_deterministic_p
     assert other["ok"] and (tmp_path / "s.onnx").read_bytes() != (tmp_path / "s3.onnx").read_bytes()
     entropy = quantize_static_qdq(onnx_out["path"], tmp_path / "e.onnx", calib, "entropy", seed=3)
     assert entropy["ok"] and entropy["calibration"]["method"] == "entropy"
+
+
+PADDED = "input channels padded to a multiple of 4"
+
+
+def test_deployable_cnn_small_is_under_30_percent_of_fp32_and_its_edits_keep_what_is_computed(tmp_path, monkeypatch):
+    """Issue 17's size target, on the file the lab compares (the dynamo export, as measure_int8's
+    "bytes"). Static int8 (with fp32 to compare): the first block in float (and the output, where
+    that is no further from fp32), under 30 %, no further from fp32 than the quantiser's file. Without fp32 (as QAD calls it): padded, under 30 % too,
+    the function the QDQ graph defines unchanged and ONNX Runtime's outputs no further from it."""
+    monkeypatch.setattr(export_mod, "_GRAPHS", type(export_mod._GRAPHS)())  # leave the dynamo cache as it was
+    data = load_data({"name": "digits"})
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("cnn-small", data.info.input_shape, data.info.num_classes))
+    fp32 = export_onnx(model, data.x_test[:2], tmp_path / "m.onnx", data.x_test[:64])
+    assert fp32["ok"] and fp32["exporter"] == "dynamo"
+    calib = calibration_sample(data.x_train, 128, seed=0)
+    x = data.x_test.numpy()
+    calibrated_qdq(fp32["path"], tmp_path / "raw.onnx", calib)
+    raw = onnx.load(str(tmp_path / "raw.onnx"))
+    want, fused_raw, fp32_out = _reference(raw, x), _ort(tmp_path / "raw.onnx", x), _ort(fp32["path"], x)
+
+    q = quantize_static_qdq(fp32["path"], tmp_path / "s.onnx", calib, seed=0)
+    # Which edits pass their checks depends on the CPU's int8 kernels (saturation without VNNI, the
+    # 7-bit weights of int8.reduced_range): the float first block or the padding, not both; the
+    # compaction always.
+    assert q["ok"] and set(q["edits"]) <= {n for n, _ in EDITS} and (FLOAT_FIRST in q["edits"]) != (PADDED in q["edits"])
+    assert q["edits"][-1] == EDITS[-1][0]
+    assert q["bytes"] < 0.30 * fp32["bytes"], (q["bytes"], fp32["bytes"], q["bytes"] / fp32["bytes"], q["edits"])
+    got = _ort(q["path"], x)
+    assert np.abs(got - fp32_out).mean() <= np.abs(fused_raw - fp32_out).mean()
+    assert (got.argmax(1) == fp32_out.argmax(1)).mean() >= (fused_raw.argmax(1) == fp32_out.argmax(1)).mean()
+    if FLOAT_FIRST in q["edits"]:
+        # the first Conv reads the float input, its weights int8 in the file (Cast, Mul); every other
+        # Conv and the Gemm read dequantised int8 weights and activations; biases are float tensors
+        g = onnx.load(q["path"]).graph
+        made, inits = {o: n for n in g.node for o in n.output}, {i.name: i for i in g.initializer}
+        convs = [n for n in g.node if n.op_type in ("Conv", "Gemm")]
+        assert convs[0].op_type == "Conv" and convs[0].input[0] == g.input[0].name
+        mul = made[convs[0].input[1]]
+        assert mul.op_type == "Mul" and made[mul.input[0]].op_type == "Cast"
+        assert inits[made[mul.input[0]].input[0]].data_type == onnx.TensorProto.INT8
+        for n in convs[1:]:
+            assert made[n.input[0]].op_type == made[n.input[1]].op_type == "DequantizeLinear"
+        assert all(n.input[2] in inits for n in convs[:-1])
+        assert (convs[-1].output[0] == g.output[0].name) == (FLOAT_OUTPUT in q["edits"])  # no Q -> DQ after the Gemm
+        assert not any(n.name or n.HasField("doc_string") for n in g.node)
+
+    edits = deployable(tmp_path / "raw.onnx", tmp_path / "d.onnx", calib)  # no fp32: QAD's call
+    assert edits == [name for name, _ in EDITS if name not in (FLOAT_FIRST, FLOAT_OUTPUT)], edits
+    assert (tmp_path / "d.onnx").stat().st_size < 0.30 * fp32["bytes"]
+    deployed = onnx.load(str(tmp_path / "d.onnx"))
+    got = _reference(deployed, x)  # the function the graph defines, each operator in float
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max() + 1e-6
+    # what ONNX Runtime's int8 kernels compute is as close to it as the unedited file's
+    # (identical where the u8s8 kernels do not saturate, closer where padding stops it)
+    fused = _ort(tmp_path / "d.onnx", x)
+    assert np.abs(fused - want).max() <= np.abs(fused_raw - want).max()
+    assert (fused.argmax(1) == want.argmax(1)).mean() >= (fused_raw.argmax(1) == want.argmax(1)).mean()
+    for n in deployed.graph.node:
+        if n.op_type in ("Conv", "Gemm"):
+            assert n.input[2] in {i.name for i in deployed.graph.initializer}
 
 
 ZOO = [({"arch": "resnet-cifar", "depth": 8, "widths": [8, 8, 16, 16]}), ({"arch": "wrn", "depth": 10, "widen": 1}),
