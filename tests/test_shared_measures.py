@@ -168,3 +168,17 @@ def test_pt2_is_made_on_demand_and_recorded_in_the_store(tmp_path, monkeypatch, 
     assert cli.main(["export", "--home", str(tmp_path), str(ids[1])]) == 2  # nothing named to make
     with pytest.raises(JobError, match="not done"):
         queue.make_pt2(store, queue.submit(store, spec, force=True)[1][1])
+
+
+def test_a_dynamo_graph_left_by_one_worker_serves_the_next(tmp_path, monkeypatch):
+    from distill_core.measure import export as export_mod
+
+    monkeypatch.setattr(export_mod, "_GRAPHS", type(export_mod._GRAPHS)())  # this process has none
+    x = torch.randn(16, 64)
+    first = build_model({"arch": "mlp", "hidden": [16]}, (64,), 10).eval()
+    a = export_mod.export_onnx(first, x[:2], tmp_path / "a.onnx", x, graph_dir=tmp_path / "shared")
+    assert a["ok"] and a["graph"] == "exported" and len(list((tmp_path / "shared").glob("graph-*.onnx"))) == 1
+    export_mod._GRAPHS.clear()  # another worker process: only the folder is shared
+    second = build_model({"arch": "mlp", "hidden": [16]}, (64,), 10).eval()
+    b = export_mod.export_onnx(second, x[:2], tmp_path / "b.onnx", x, graph_dir=tmp_path / "shared")
+    assert b["ok"] and b["verified"] and b["graph"] == "reused" and b["exporter"] == "dynamo"

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import write_atomic
 from .compute import architecture_fingerprint
 from .latency import ort_predict, ort_session
 
@@ -165,14 +166,19 @@ def _remember(key: str, path: Path, state: dict[str, np.ndarray]) -> str | None:
     return why
 
 
-def _write(model: nn.Module, sample: torch.Tensor, path: Path, exporter: str) -> tuple[dict, list[str]]:
-    """Write the ONNX file with `exporter` (dynamo: a remembered graph if there is one), falling
-    back to TorchScript. Returns (what was done, the errors of exporters that failed)."""
+def _write(model: nn.Module, sample: torch.Tensor, path: Path, exporter: str,
+           graph_dir: Path | None = None) -> tuple[dict, list[str]]:
+    """Write the ONNX file with `exporter` (dynamo: a remembered graph if there is one, this
+    process's or one another worker left in `graph_dir`), falling back to TorchScript. Returns
+    (what was done, the errors of exporters that failed)."""
     folded, _ = fold_batchnorm(model)
     errors: list[str] = []
     if exporter == "dynamo":
         state = float_state(folded)
         key = _arch_key(folded, sample)
+        kept = graph_dir / f"graph-{key[:32]}.onnx" if graph_dir is not None else None
+        if key not in _GRAPHS and kept is not None and kept.is_file():
+            _GRAPHS[key] = kept.read_bytes()  # checked like any reused graph: verified against PyTorch below
         if key in _GRAPHS:
             try:
                 _swap_weights(_GRAPHS[key], state, path)
@@ -189,6 +195,9 @@ def _write(model: nn.Module, sample: torch.Tensor, path: Path, exporter: str) ->
             why = _remember(key, path, state)
             if why:
                 done["not_reused"] = why
+            elif kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(kept, _GRAPHS[key])
             return done, errors
         except Exception as exc:
             errors.append(f"dynamo exporter: {_reason(exc)}")
@@ -202,11 +211,12 @@ def _write(model: nn.Module, sample: torch.Tensor, path: Path, exporter: str) ->
 
 
 def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, check_x: torch.Tensor, threads: int = 1,
-                exporter: str = "dynamo") -> dict:
+                exporter: str = "dynamo", graph_dir: str | Path | None = None) -> dict:
     """Export with a dynamic batch axis and check ONNX Runtime against PyTorch on `check_x`.
 
     `exporter`: "dynamo" (the maintained exporter; TorchScript if it fails, the reason kept under
-    "fallback_from") or "torchscript" (the legacy one only).
+    "fallback_from") or "torchscript" (the legacy one only). `graph_dir`: where dynamo graphs are
+    kept for other processes (the shared-figures folder), so each architecture is exported once.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,7 +224,7 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, check_
     notes: list[str] = []
     for _ in range(2):
         try:
-            done, errors = _write(model, sample, path, exporter)
+            done, errors = _write(model, sample, path, exporter, Path(graph_dir) if graph_dir else None)
         except Exception as exc:  # every exporter failed: the message names each one's reason
             return {"ok": False, "reason": str(exc)[:800]}
         notes += errors

@@ -119,7 +119,8 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
                     model, xs["batch"], secs, min_reps=3), len(xs["batch"]), s, recorder, shared)
                 shared.put("torch_batch", latency["torch_batch"])
         fp32_pred = predict_logits(model, x_test).argmax(1).numpy() if len(x_test) else np.empty(0)
-        out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed, shared)
+        out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed, shared,
+                                             shared_dir if s["share"] else None)
         if out["onnx"].get("bytes"):
             exports["onnx"] = out["onnx"]["path"]
             out["size"]["onnx_bytes"] = out["onnx"]["bytes"]
@@ -220,12 +221,13 @@ def measure_onnx_model(path: str | Path, data: DataBundle, folder: str | Path, s
     return out
 
 
-def _measure_onnx(model, folder, threads, s, xs, latency, timed, shared):
+def _measure_onnx(model, folder, threads, s, xs, latency, timed, shared, graph_dir=None):
     """Export and verify ONNX; time it in ONNX Runtime. Returns (export dict, session or None)."""
     if not s["onnx"]:
         latency["onnx"] = _off("onnx")
         return _off("onnx"), None
-    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / paths.ONNX, xs["check"], threads, s["exporter"])
+    onnx = timed("onnx_export", export_onnx, model, xs["check"][:2], folder / paths.ONNX, xs["check"], threads, s["exporter"],
+                 graph_dir)
     onnx.setdefault("ok", False)
     session = timed("onnx_export", ort_session, onnx["path"], threads) if onnx.get("bytes") else None
     if session is None or isinstance(session, dict):
