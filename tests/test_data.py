@@ -474,3 +474,13 @@ def test_zip_bad_or_too_big(tmp_path):
     with zipfile.ZipFile(hollow, "w") as zf:
         zf.writestr("notes.txt", "only text")
     data_error(lambda: load_dataset("images", path=str(hollow)), "is empty", hollow)
+
+
+def test_digits_read_from_scikit_learns_file_equal_load_digits():
+    from sklearn.datasets import load_digits
+
+    from distill_core.data.builtin import digits_arrays
+
+    images, target = digits_arrays()
+    d = load_digits()
+    assert np.array_equal(images, d.images) and np.array_equal(target, d.target)

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ import torch
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..engine.runner import run_one
 from ..errors import Cancelled, DistillError
+from ..measure.export import warm_exporter
+from ..measure.settings import measure_settings
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
 from . import queue
@@ -173,12 +176,24 @@ def warm_up_torch() -> None:
     opt.step()
 
 
+def warm_up_exporter(measure: dict | None) -> None:
+    """Where runs export with the dynamo exporter (the default), warm it in a background thread
+    (measure/export.warm_exporter) while the worker waits for or trains its first run."""
+    try:
+        settings = measure_settings(measure)
+    except DistillError:  # a bad setting fails each run with its message
+        return
+    if settings["onnx"] and settings["exporter"] == "dynamo":
+        threading.Thread(target=warm_exporter, name="warm-exporter", daemon=True).start()
+
+
 def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False,
                 measure: dict | None = None) -> None:
     """Entry point of a worker process: claim and run until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
     torch.set_num_threads(max(1, threads))
     warm_up_torch()
+    warm_up_exporter(measure)
 
     store = Store(home)
     pid = os.getpid()

@@ -20,6 +20,8 @@ import copy
 import hashlib
 import logging
 import os
+import tempfile
+import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -39,6 +41,9 @@ _CONV = (nn.Conv1d, nn.Conv2d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _GRAPHS: OrderedDict[str, bytes] = OrderedDict()  # architecture key -> a dynamo graph (serialised ModelProto)
 _MAX_GRAPHS = 32
+# torch.export and the exporters are not thread-safe: one export at a time in a process (the
+# worker's warm-up thread, warm_exporter, exports beside the training loop).
+_EXPORTING = threading.Lock()
 
 
 def _reason(exc: BaseException) -> str:
@@ -224,7 +229,8 @@ def export_onnx(model: nn.Module, sample: torch.Tensor, path: str | Path, check_
     notes: list[str] = []
     for _ in range(2):
         try:
-            done, errors = _write(model, sample, path, exporter, Path(graph_dir) if graph_dir else None)
+            with _EXPORTING:
+                done, errors = _write(model, sample, path, exporter, Path(graph_dir) if graph_dir else None)
         except Exception as exc:  # every exporter failed: the message names each one's reason
             return {"ok": False, "reason": str(exc)[:800]}
         notes += errors
@@ -280,3 +286,18 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
         except Exception as exc:
             errors.append(f"{'dynamic' if dyn else 'fixed'} batch: {_reason(exc)}")
     return {"ok": False, "reason": "torch.export failed: " + "; ".join(errors)}
+
+
+def warm_exporter() -> None:
+    """Pay the dynamo exporter's first-use cost now: importing the ONNX stack and building its
+    operator registry take about 2.5 s of a worker's first export (a new architecture after
+    that: about 1 s). A worker calls it in a background thread when it starts, so the first run's
+    measuring (a teacher's, which its students wait for) does not pay it. Never raises."""
+    try:
+        import onnxruntime.quantization  # noqa: F401  (int8's first use)
+
+        with _EXPORTING, tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _dynamo_export(nn.Sequential(nn.Linear(4, 3)).eval(), torch.zeros(2, 4), Path(tmp) / "warm.onnx")
+    except Exception:  # the first real export will say what is wrong
+        logging.getLogger(__name__).debug("exporter warm-up failed", exc_info=True)
