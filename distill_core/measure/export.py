@@ -274,7 +274,7 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
     for dyn in ((True, False) if dynamic else (False,)):
         try:
             shapes = {"x": {0: torch.export.Dim("batch", min=1)}} if dyn else None
-            with warnings.catch_warnings():
+            with _EXPORTING, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program = torch.export.export(model, (sample,), dynamic_shapes=shapes)
                 torch.export.save(program, str(path))

@@ -28,9 +28,6 @@ from torch import nn
 from ..files import held_lock, write_json
 from .compute import architecture_fingerprint
 
-# What the shared figures are called in result["measure"]: compute, and these latency entries
-# (the inference-energy loop is torch_batch's timing), and the inference phase's energy.
-LATENCY_KEYS = ("torch", "torch_batch", "onnx", "onnx_batch")
 # The measure settings that change a shared figure (the rest change per-run files or checks).
 SETTINGS_KEYS = ("latency", "latency_seconds", "throughput_batch", "inference_seconds", "energy", "country",
                  "power_secs", "onnx", "exporter", "int8", "int8_mode")
@@ -124,24 +121,38 @@ def shared_figures(folder: str | Path | None, model: nn.Module, input_shape, thr
                    run: str | None):
     """The shared figures of `model` for the block, which measures what is missing and `put`s it.
 
-    Holds the key's lock for the block (at most a minute's wait), so two workers measuring the
-    same architecture at once do it once. On leaving, figures the entry lacked are added to it.
-    Yields (SharedFigures, key); with `folder` None or settings["share"] false, a NotShared."""
+    Before an architecture's first entry exists, the block holds the key's lock (at most a
+    minute's wait), so two workers measuring it at once do it once; once it exists, runs carry
+    it without waiting for each other's per-run measuring. On leaving, figures the entry lacked
+    are added to it. Yields (SharedFigures, key); with `folder` None or settings["share"] false,
+    a NotShared."""
     if folder is None or not settings.get("share", True):
         yield NotShared(), None
         return
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key, parts = shared_key(model, input_shape, threads, settings, batch)
-    path = folder / f"{key}.json"
-    with held_lock(folder / f".{key}.lock"):
-        entry = _read(path)
+    path, lock = folder / f"{key}.json", folder / f".{key}.lock"
+    entry = _read(path)
+    if entry is not None:
         figures = SharedFigures(entry, run)
         yield figures, key
         if figures.new:
-            base = entry or {"key": key, "parts": parts, "figures": {}}
-            base["figures"] = {**figures.new, **base["figures"]}
-            write_json(path, base)
+            with held_lock(lock):
+                _file(path, figures, {"key": key, "parts": parts, "figures": {}})
+        return
+    with held_lock(lock):
+        figures = SharedFigures(_read(path), run)  # another worker may have filed it while this one waited
+        yield figures, key
+        _file(path, figures, {"key": key, "parts": parts, "figures": {}})
+
+
+def _file(path: Path, figures: SharedFigures, empty: dict) -> None:
+    """Add the figures this run measured to the entry as it is on disk now (the first kept)."""
+    if figures.new:
+        entry = _read(path) or empty
+        entry["figures"] = {**figures.new, **entry["figures"]}
+        write_json(path, entry)
 
 
 def _read(path: Path) -> dict | None:
