@@ -245,6 +245,23 @@ def test_kill_9_fails_the_run_and_the_pool_goes_on(pool):
     assert victim in queue.retry(store, victim) and queue.cancel(store, victim) in ("cancelled", "cancelling")
 
 
+def test_shutdown_returns_after_an_idle_worker_was_killed(pool):
+    """A worker killed while it waited for work (SIGTERM to the process group, as `timeout`
+    sends) once left the pool's stop signal waiting for ever on that dead waiter. The last test of
+    the shared pool: it shuts the pool down."""
+    import threading
+
+    assert pool.wait_until_empty(timeout=60)
+    time.sleep(0.5)  # both workers back in their idle wait
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    done = threading.Thread(target=pool.shutdown, kwargs={"timeout": 10}, daemon=True)
+    done.start()
+    done.join(30)
+    assert not done.is_alive(), "the pool's shutdown hung"
+    assert pool.worker_pids() == []
+
+
 def test_restart_resumes_queued_runs_and_marks_orphans_interrupted(jhome, capsys):
     store = Store()
     _, first = queue.submit(store, TINY)

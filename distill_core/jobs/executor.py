@@ -138,7 +138,7 @@ class LocalExecutor(Executor):
         self.measure = dict(measure or {})
         self.poll, self.quiet = poll, quiet
         self.ctx = mp.get_context("spawn")
-        self.stop_event = self.ctx.Event()
+        self.stop_flag = self.ctx.RawValue("b", 0)  # lock-free: see worker_main
         self.procs: list = []
         self.spawned: dict[int, float] = {}  # pid -> start time
         self.crashes = 0
@@ -159,7 +159,7 @@ class LocalExecutor(Executor):
         return self
 
     def _spawn(self):
-        p = self.ctx.Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_event, self.pid,
+        p = self.ctx.Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_flag, self.pid,
                                                        self.poll, self.quiet, self.measure), daemon=True,
                              name="distill-worker")
         p.start()
@@ -177,7 +177,7 @@ class LocalExecutor(Executor):
 
     def shutdown(self, wait: bool = True, timeout: float = 30.0) -> None:
         self._stopping.set()
-        self.stop_event.set()
+        self.stop_flag.value = 1
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         busy = set(self._busy_pids())

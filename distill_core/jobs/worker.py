@@ -187,9 +187,14 @@ def warm_up_exporter(measure: dict | None) -> None:
         threading.Thread(target=warm_exporter, name="warm-exporter", daemon=True).start()
 
 
-def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float = 0.1, quiet: bool = False,
+def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float = 0.1, quiet: bool = False,
                 measure: dict | None = None) -> None:
-    """Entry point of a worker process: claim and run until told to stop or orphaned."""
+    """Entry point of a worker process: claim and run until told to stop or orphaned.
+
+    `stop_flag`: a shared byte (multiprocessing RawValue) the pool sets to ask its workers to stop.
+    It has no lock on purpose: a worker killed while it waited on a multiprocessing.Event (SIGTERM
+    to the process group, as `timeout` or a service manager sends) left the pool's Event.set()
+    blocked for ever, waiting for that dead sleeper to wake."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
     torch.set_num_threads(max(1, threads))
     warm_up_torch()
@@ -200,7 +205,7 @@ def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float 
     register(store, pid, "worker", pool_pid, {"threads": threads})
 
     def quit() -> bool:
-        return stop_event.is_set() or os.getppid() != pool_pid
+        return bool(stop_flag.value) or os.getppid() != pool_pid
 
     log = None if quiet else (lambda line: print(line, flush=True))
     while not quit():
@@ -210,6 +215,6 @@ def worker_main(home: str, threads: int, stop_event, pool_pid: int, poll: float 
             print(f"[worker {pid}] could not claim a run: {exc}", flush=True)
             run = None
         if run is None:
-            stop_event.wait(poll)
+            time.sleep(poll)
             continue
         execute_run(store, run, threads, quit, log, measure)
