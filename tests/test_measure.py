@@ -122,6 +122,21 @@ def test_conv_model_exports_and_program_loads(tmp_path):
     assert torch.allclose(one(x[3:4]), model(x[3:4]), atol=1e-5)
 
 
+def test_worker_warm_up_imports_the_exporter_but_never_traces(monkeypatch):
+    """The warm-up runs beside a worker's first training: a trace there would set torch's
+    process-wide exporting flag under the optimiser's feet (KeyError: 'custom', seen in a demo)."""
+    import sys
+
+    from distill_core.measure.export import warm_exporter
+
+    traced = []
+    monkeypatch.setattr(torch.onnx, "export", lambda *a, **k: traced.append("onnx"))
+    monkeypatch.setattr(torch.export, "export", lambda *a, **k: traced.append("export"))
+    warm_exporter()
+    assert traced == []
+    assert "torch.onnx._internal.exporter._registration" in sys.modules and "onnxruntime.quantization" in sys.modules
+
+
 def test_export_failure_is_recorded_not_raised(tmp_path, monkeypatch):
     data = load_data({"name": "digits"})
     model = build_model({"arch": "mlp", "hidden": [8]}, data.info.input_shape, data.info.num_classes)

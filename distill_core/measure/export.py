@@ -20,7 +20,6 @@ import copy
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -41,8 +40,8 @@ _CONV = (nn.Conv1d, nn.Conv2d)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _GRAPHS: OrderedDict[str, bytes] = OrderedDict()  # architecture key -> a dynamo graph (serialised ModelProto)
 _MAX_GRAPHS = 32
-# torch.export and the exporters are not thread-safe: one export at a time in a process (the
-# worker's warm-up thread, warm_exporter, exports beside the training loop).
+# torch.export and the exporters are not thread-safe: one export at a time in a process; and none
+# beside training in another thread (see warm_exporter).
 _EXPORTING = threading.Lock()
 
 
@@ -289,15 +288,18 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
 
 
 def warm_exporter() -> None:
-    """Pay the dynamo exporter's first-use cost now: importing the ONNX stack and building its
-    operator registry take about 2.5 s of a worker's first export (a new architecture after
-    that: about 1 s). A worker calls it in a background thread when it starts, so the first run's
-    measuring (a teacher's, which its students wait for) does not pay it. Never raises."""
+    """Pay the dynamo exporter's import cost now: importing the ONNX stack (and int8's) and
+    building its operator registry take about 1.1 of the 2.4 s of a worker's first export. A
+    worker calls it in a background thread when it starts, beside its first run's training.
+
+    It imports and never traces: while torch.export traces, `torch.compiler.is_exporting()`
+    (a process-wide flag) is true, so every dynamo-disabled function the training thread calls
+    (the optimiser's step) annotates torch.fx's process-wide node metadata beside the exporter's
+    own, and one of the two fails (KeyError: 'custom'). Never raises."""
     try:
         import onnxruntime.quantization  # noqa: F401  (int8's first use)
+        from torch.onnx._internal.exporter import _core, _registration  # noqa: F401
 
-        with _EXPORTING, tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _dynamo_export(nn.Sequential(nn.Linear(4, 3)).eval(), torch.zeros(2, 4), Path(tmp) / "warm.onnx")
+        _registration.ONNXRegistry.from_torchlib()
     except Exception:  # the first real export will say what is wrong
         logging.getLogger(__name__).debug("exporter warm-up failed", exc_info=True)
