@@ -107,8 +107,14 @@ def _torchscript_export(model: nn.Module, sample: torch.Tensor, path: Path) -> N
                       dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}}, dynamo=False)
 
 
+def _quiet_exporter() -> None:
+    """The dynamo exporter logs each step at INFO and WARNING (and, building its registry, every
+    torchvision operator it skips): keep its errors only."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
 def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # it logs each step at INFO and WARNING
+    _quiet_exporter()
     torch.onnx.export(model, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                       dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, external_data=False,
                       verbose=False)
@@ -300,6 +306,7 @@ def warm_exporter() -> None:
         import onnxruntime.quantization  # noqa: F401  (int8's first use)
         from torch.onnx._internal.exporter import _core, _registration  # noqa: F401
 
+        _quiet_exporter()
         _registration.ONNXRegistry.from_torchlib()
     except Exception:  # the first real export will say what is wrong
         logging.getLogger(__name__).debug("exporter warm-up failed", exc_info=True)
