@@ -116,64 +116,48 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 def distillation_terms(soft_logits: torch.Tensor, teacher_logits: torch.Tensor, hard_logits: torch.Tensor | None,
                        targets: torch.Tensor | None, temperature: float, w_soft: float, w_hard: float
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(w_soft * KL(p_t^T || p_s^T) + w_hard * CE(y, p_h), KL, CE) of one batch in one pass.
-
-    p_s^T comes from `soft_logits`, the cross-entropy from `hard_logits` (KD passes the same
-    student logits twice; logit-std its standardised ones, then the raw ones). The gradient flows
-    through the total only; KL and CE are its terms' values, for the curves. Without targets
-    the CE term is left out (None)."""
-    return DistillationTerms.apply(soft_logits, teacher_logits, hard_logits, targets, float(temperature),
-                                   float(w_soft), float(w_hard))
-
-
-class DistillationTerms(torch.autograd.Function):
-    """The two terms of logit distillation, their weighted sum, and its gradient in closed form:
+    """(w_soft * KL(p_t^T || p_s^T) + w_hard * CE(y, p_h), KL, CE) of one batch, with the
+    gradient in closed form:
 
         KL = mean_n sum_k p_t^T (log p_t^T - log p_s^T),   d KL / d z_s = (p_s^T - p_t^T) / (T N)
         CE = -mean_n log p_h[y],                            d CE / d z_h = (p_h - onehot(y)) / N
 
-    (Hinton et al. 2015, section 2.1). Written out with autograd, the loss is a dozen small
-    tensor ops whose backward runs one by one, with a Python number wrapped for each weight; on a
-    64 x 10 batch that costs more than a small student's own forward pass. Here the forward takes
-    one log-softmax per temperature (the student's is shared when T = 1 and both terms read the
-    same logits) and the backward is one expression. tests/test_methods.py checks values and
-    gradients against the autograd formula. The teacher's logits get no gradient (they must not
-    need one).
-    """
+    (Hinton et al. 2015, section 2.1). p_s^T comes from `soft_logits`, the cross-entropy from
+    `hard_logits` (KD passes the same student logits twice; logit-std its standardised ones, then
+    the raw ones). Without targets the CE term is left out (None). KL and CE are the terms'
+    values, for the curves; the gradient flows through the total only, the teacher's logits get
+    none (they must not need one).
 
-    @staticmethod
-    def forward(ctx, s, t, h, targets, temperature, w_soft, w_hard):
-        if t.requires_grad:
-            raise ValueError("the teacher's logits carry gradients; detach them (the teacher is not trained here)")
-        n = s.shape[0]
-        log_q = torch.log_softmax(s * (1.0 / temperature), dim=1)
-        log_p = torch.log_softmax(t * (1.0 / temperature), dim=1)
+    Everything is computed once without autograd (one log-softmax per temperature, the student's
+    shared when T = 1 and both terms read the same logits); the total then carries the gradient
+    through sum(z * dL/dz), whose gradient in z is dL/dz, plus that sum's value taken away again
+    (x - x is exactly 0), so its value is the loss's own. Written out with autograd, the loss is a
+    dozen small tensor ops each recorded for the backward; in the training loop this form was the
+    fastest of three (docs/benchmarks.md, Engine). tests/test_methods.py checks values and
+    gradients against the autograd formula.
+    """
+    if teacher_logits.requires_grad:
+        raise ValueError("the teacher's logits carry gradients; detach them (the teacher is not trained here)")
+    n = soft_logits.shape[0]
+    same = hard_logits is soft_logits
+    with torch.no_grad():
+        log_q = torch.log_softmax(soft_logits * (1.0 / temperature), dim=1)
+        log_p = torch.log_softmax(teacher_logits * (1.0 / temperature), dim=1)
         p = log_p.exp()
         kl = torch.sum(p * (log_p - log_q)).div_(n)
-        log_h, ce = None, None
+        grad_soft = (log_q.exp() - p).mul_(w_soft / (temperature * n))
+        total, ce, grad_hard = kl * w_soft, None, None
         if targets is not None:
-            log_h = log_q if (h is s and temperature == 1.0) else torch.log_softmax(h, dim=1)
+            log_h = log_q if (same and temperature == 1.0) else torch.log_softmax(hard_logits, dim=1)
             ce = F.nll_loss(log_h, targets)
-            total = torch.add(kl * w_soft, ce, alpha=w_hard)
-        else:
-            total = kl * w_soft
-        ctx.save_for_backward(log_q, p, log_h, targets)
-        ctx.coef = (w_soft / (temperature * n), w_hard / n)
-        ctx.same = h is s
-        ctx.mark_non_differentiable(kl, *([ce] if ce is not None else []))
-        return total, kl, ce
-
-    @staticmethod
-    def backward(ctx, g, _kl, _ce):
-        log_q, p, log_h, targets = ctx.saved_tensors
-        c_soft, c_hard = ctx.coef
-        grad_s = (log_q.exp() - p).mul_(c_soft)
-        grad_h = None
-        if log_h is not None:
-            d = log_h.exp()
-            d[torch.arange(len(d), device=d.device), targets] -= 1.0
-            if ctx.same:
-                grad_s.add_(d, alpha=c_hard)
-            else:
-                grad_h = d.mul_(c_hard).mul_(g)
-        return grad_s.mul_(g), None, grad_h, None, None, None, None
+            total.add_(ce, alpha=w_hard)
+            grad_hard = log_h.exp()
+            grad_hard[torch.arange(n, device=grad_hard.device), targets] -= 1.0
+            grad_hard.mul_(w_hard / n)
+            if same:
+                grad_soft.add_(grad_hard)
+                grad_hard = None
+    carrier = torch.sum(soft_logits * grad_soft)
+    if grad_hard is not None:
+        carrier = carrier + torch.sum(hard_logits * grad_hard)
+    return (carrier - carrier.detach()) + total, kl, ce

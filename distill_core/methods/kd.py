@@ -15,7 +15,7 @@ from .base import ALPHA, TEMPERATURE, Method, distillation_terms
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
             temperature: float, alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Returns (total, soft term with T^2, hard cross-entropy), computed in one fused pass
-    (base.DistillationTerms): equal to the formula written with autograd within float rounding.
+    (base.distillation_terms): equal to the formula written with autograd within float rounding.
     The gradient flows through the total; the two terms are its parts' values."""
     t2 = temperature * temperature
     total, kl, hard = distillation_terms(student_logits, teacher_logits, student_logits, targets, temperature,
