@@ -85,12 +85,18 @@ class HubEvents(EventWriter):
 
 class HubStop:
     """should_stop callback on a node: asks the hub at most every STOP_POLL seconds whether the
-    driver wants this run to stop; `reason` is "cancel" or "shutdown" once it does."""
+    driver wants this run to stop; `reason` is "cancel" or "shutdown" once it does.
+
+    It never waits for the answer: each check reads the reply to the previous question if it has
+    come (`ray.wait` with no timeout) and asks again. Waiting for it (`ray.get`) would hold the
+    training four times a second for as long as the hub's process takes to be scheduled beside
+    the runs on busy cores."""
 
     def __init__(self, hub, run_id: int, interval: float = STOP_POLL):
         self.hub, self.run_id, self.interval = hub, run_id, interval
         self.last = 0.0
         self.reason: str | None = None
+        self.asked = None  # the ObjectRef of the question not yet answered
 
     def __call__(self) -> bool:
         if self.reason:
@@ -100,10 +106,14 @@ class HubStop:
             import ray
 
             self.last = now
-            try:
-                self.reason = ray.get(self.hub.stop_reason.remote(self.run_id), timeout=5)
-            except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):  # a slow or lost hub: go on
-                pass
+            if self.asked is not None and ray.wait([self.asked], timeout=0)[0]:
+                try:
+                    self.reason = ray.get(self.asked)
+                except ray.exceptions.RayActorError:  # a lost hub: go on
+                    pass
+                self.asked = None
+            if self.asked is None and not self.reason:
+                self.asked = self.hub.stop_reason.remote(self.run_id)
         return bool(self.reason)
 
 
