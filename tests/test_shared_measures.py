@@ -19,7 +19,7 @@ from distill_core.jobs import cli, queue
 from distill_core.jobs.store import JobError, Store
 from distill_core.jobs.worker import run_inline
 from distill_core.measure import measure_run, measure_settings
-from distill_core.measure.shared import graph_fingerprint, shared_figures
+from distill_core.measure.shared import SharedFigures, graph_fingerprint, shared_figures
 from distill_core.measure.compute import architecture_fingerprint
 from distill_core.models import build_model
 
@@ -60,6 +60,12 @@ def test_a_second_run_of_an_architecture_carries_the_first_runs_figures(tmp_path
     for key in ("torch", "torch_batch", "onnx", "onnx_batch", *(("onnx_int8", "onnx_int8_batch") if same_int8 else ())):
         assert mb["latency"][key] == ma["latency"][key], key
     assert mb["compute"] == ma["compute"]
+    # whichever graph the second seed made, the entry keeps the first's int8 timings under its
+    # graph: a later run with that graph carries them
+    entry = json.loads((paths.shared_measures(tmp_path) / f"{ma['shared']['key']}.json").read_text())
+    g = graph_fingerprint(ma["int8"]["path"])
+    later = SharedFigures(entry, "later").take([f"int8:{g}:latency", f"int8:{g}:latency_batch"])
+    assert later == [ma["latency"]["onnx_int8"], ma["latency"]["onnx_int8_batch"]]
     # per-run figures stay per run: its own int8 file, accuracy and agreement
     assert mb["int8"]["path"] != ma["int8"]["path"] and Path(mb["int8"]["path"]).is_file()
     assert mb["int8"]["accuracy"] == pytest.approx(b["measure"]["int8"]["accuracy"])

@@ -107,11 +107,11 @@ class HubStop:
 
             self.last = now
             if self.asked is not None and ray.wait([self.asked], timeout=0)[0]:
+                asked, self.asked = self.asked, None
                 try:
-                    self.reason = ray.get(self.asked)
-                except ray.exceptions.RayActorError:  # a lost hub: go on
-                    pass
-                self.asked = None
+                    self.reason = ray.get(asked)
+                except ray.exceptions.RayActorError:  # a lost hub: no answer; go on and ask again
+                    self.reason = None
             if self.asked is None and not self.reason:
                 self.asked = self.hub.stop_reason.remote(self.run_id)
         return bool(self.reason)
