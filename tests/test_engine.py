@@ -113,6 +113,38 @@ def test_cached_logits_mean_the_teacher_is_not_run(home, monkeypatch):
     assert forward_calls  # augmentation: the teacher sees each augmented batch
 
 
+def test_cached_soft_targets_train_the_same_student_as_the_logits(home, monkeypatch):
+    """With cached logits a KD-loss method trains from soft-target rows made once and a
+    closed-form gradient (methods/kd.py); the same run through the logits and autograd ends
+    with the same weights and the same curves, within float rounding."""
+    from distill_core.methods.base import Method
+
+    runs = expand(tiny_spec())
+    runner.run_one(runs[0])
+    data = load_data(runs[0].dataset)
+    got = teachers.obtain(runs[0], teachers.TeacherCache(home), PhaseRecorder())
+    m = make_method("kd", temperature=3.0, alpha=0.8)
+    made = []
+    real = type(m).soft_targets
+    monkeypatch.setattr(type(m), "soft_targets", lambda self, *a: made.append(1) or real(self, *a))
+    settings = train_settings({**TINY, "optimizer": "sgd", "lr": 0.05})  # SGD: a gradient off by a factor shows
+    results = {}
+    for path in ("soft", "logits"):
+        if path == "logits":
+            monkeypatch.setattr(type(m), "soft_targets", Method.soft_targets)
+        torch.manual_seed(0)
+        student = teachers.build(runs[1], data)
+        r = train_model(student, data, settings, m, teacher=got.model, teacher_logits=got.logits["train"], seed=0)
+        results[path] = (student.state_dict(), r.history)
+    assert made == [1]  # once per run, not per step
+    for key, w in results["soft"][0].items():
+        torch.testing.assert_close(w, results["logits"][0][key], rtol=0, atol=1e-5)
+    for a, b in zip(results["soft"][1], results["logits"][1]):
+        for k in ("loss", "soft", "ce"):
+            assert a[k] == pytest.approx(b[k], rel=1e-5)
+        assert a["val_accuracy"] == b["val_accuracy"]
+
+
 def test_cancellation_between_steps(home):
     runs = expand(tiny_spec())
     data = load_data(runs[0].dataset)

@@ -240,6 +240,29 @@ def test_fused_losses_equal_the_unfused_with_their_gradients(temperature, n, k, 
         soft_kl(zs0, zt.clone().requires_grad_(True), temperature)
 
 
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.9), (4.0, 0.9), (20.0, 0.5), (4.0, 0.0), (4.0, 1.0)])
+@pytest.mark.parametrize("n, k", [(64, 10), (3, 100)])
+def test_kd_from_cached_soft_targets_equals_kd_loss(temperature, alpha, n, k, dtype, tol):
+    """The cached-logits form of KD (the teacher's soft-target rows made once, the gradient in
+    closed form) against kd_loss: the total, both terms and the gradient on the logits, for
+    alpha at 0 and 1 too (a term with weight 0 still reports its value)."""
+    from distill_core.methods.kd import kd_loss, kd_loss_from_soft, kd_soft_targets
+
+    g = torch.Generator().manual_seed(n + k)
+    zs, zt = (torch.randn(n, k, generator=g, dtype=torch.float64) * 3).to(dtype), \
+        (torch.randn(n, k, generator=g, dtype=torch.float64) * 3).to(dtype)
+    y = torch.randint(0, k, (n,), generator=g)
+    ref = zs.clone().requires_grad_(True)
+    want = kd_loss(ref, zt, y, temperature, alpha)
+    want[0].backward()
+    rows, own = kd_soft_targets(zt, y, temperature)
+    got, soft_term, hard = kd_loss_from_soft(zs.clone().requires_grad_(True), (rows, own), temperature, alpha)
+    for a, b in [(got.item(), want[0]), (soft_term, want[1]), (hard, want[2])]:
+        assert abs(a - b.item()) <= tol * max(1.0, abs(b.item()))
+    torch.testing.assert_close(got.grad, ref.grad, rtol=0, atol=1e-6)
+
+
 def test_label_smoothing_matches_its_definition(logits):
     zs, _, y = logits
     k, eps = zs.shape[1], 0.2

@@ -16,6 +16,7 @@ import torch
 from ..data.base import DataBundle
 from ..errors import Cancelled
 from ..methods import EMBEDDING, FEATURES, Method
+from ..methods.base import LogitsGradient
 from ..models.base import DistillNet, ModelOutput
 from ..recipes import multistep_lr
 from . import fastpath
@@ -109,8 +110,10 @@ def train_model(
         teacher.to(device).eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+    soft = None
     if use_cache:
         teacher_logits = teacher_logits.to(device)
+        soft = method.soft_targets(teacher_logits, y_train)  # once per run, not in every step
     per_batch = method.uses_teacher and not use_cache
     t_logits_fn, t_all_fn = fastpath.prepare_teacher(teacher, accel) if per_batch else (None, None)
     t_watch = fastpath.Stopwatch(device)
@@ -147,14 +150,15 @@ def train_model(
             if should_stop is not None and should_stop():
                 raise Cancelled(f"{phase} training cancelled at epoch {epoch}")
             idx = order[i : i + batch]
-            xb, yb = inputs.batch(idx, how, gen), y_train[idx]
+            xb, yb = inputs.batch(idx, how, gen), y_train.index_select(0, idx)
             with accel.autocast():
                 out = s_all_fn(xb) if need in (EMBEDDING, FEATURES) else ModelOutput(s_logits_fn(xb), None, [])
             out = fastpath.to_float(out)
             t_out = None
             if method.uses_teacher:
                 if use_cache:
-                    t_out = ModelOutput(teacher_logits[idx], None, [])
+                    t_out = ModelOutput(teacher_logits.index_select(0, idx), None, [],
+                                        None if soft is None else tuple(t.index_select(0, idx) for t in soft))
                 else:
                     with torch.no_grad(), t_watch.time():
                         xt = xb.to(accel.dtype) if accel.teacher_dtype != "fp32" else xb
@@ -162,12 +166,18 @@ def train_model(
                     t_out = fastpath.to_float(t_out)
             loss, parts = method.loss(out, t_out, yb, (step + 1) / total_steps)
             opt.zero_grad(set_to_none=True)
+            # A LogitsGradient's backward pass starts at the student's logits with its gradient.
+            root, grad = (out.logits, loss.grad) if isinstance(loss, LogitsGradient) else (loss, None)
             if scaler is not None:
-                scaler.scale(loss).backward()
+                if grad is None:
+                    root = scaler.scale(root)
+                else:
+                    grad = scaler.scale(grad)
+                root.backward(grad)
                 scaler.step(opt)
                 scaler.update()
             else:
-                loss.backward()
+                root.backward(grad)
                 opt.step()
             if sched is not None:
                 sched.step()

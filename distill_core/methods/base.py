@@ -13,6 +13,7 @@ under the same name (`self.temperature`), validated by that Param when the metho
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -28,6 +29,20 @@ LOGITS, EMBEDDING, FEATURES = "logits", "embedding", "features"
 
 TEMPERATURE = Param("temperature", 4.0, "softmax temperature T: higher shows more of the teacher's 'dark knowledge'", "float", 0.1, 100.0)
 ALPHA = Param("alpha", 0.9, "weight of the distillation term; 1 - alpha goes to the hard-label cross-entropy", "float", 0.0, 1.0)
+
+
+@dataclass
+class LogitsGradient:
+    """A batch's loss given as its value and its gradient with respect to the student's logits,
+    both worked out in closed form. The engine starts the backward pass at the logits
+    (`logits.backward(grad)`): nothing of the loss itself is recorded for autograd, which on a
+    small student is a fifth of the step (docs/benchmarks.md, Engine)."""
+
+    value: float
+    grad: torch.Tensor
+
+    def item(self) -> float:
+        return self.value
 
 
 class Method:
@@ -99,9 +114,16 @@ class Method:
         """Create learnable extras (adapters) given a sample batch; returns them (or None)."""
         return None
 
+    def soft_targets(self, teacher_logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """Per-sample tensors derived once from a cached teacher's logits on the whole training
+        split (and its labels), when they save work in every step; the engine hands each batch its
+        rows as `teacher.soft`. None (the default): the loss reads the logits."""
+        return None
+
     def loss(self, student: ModelOutput, teacher: ModelOutput | None, targets: torch.Tensor,
-             progress: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """Total loss for a batch and its named parts (floats, for the curves).
+             progress: float) -> tuple[torch.Tensor | LogitsGradient, dict[str, float]]:
+        """Total loss for a batch (a tensor to call backward on, or a LogitsGradient) and its
+        named parts (floats, for the curves).
 
         `progress` is the fraction of training done, in [0, 1] (for warm-ups).
         """

@@ -6,10 +6,15 @@ Network", NIPS Deep Learning Workshop 2015, arXiv:1503.02531, section 2).
 where p^T = softmax(z / T). The T^2 factor keeps the soft term's gradients at the same scale
 as T changes (the paper's section 2.1).
 """
+from __future__ import annotations
+
+from functools import lru_cache
+
 import torch
+import torch.nn.functional as F
 
 from . import register
-from .base import ALPHA, TEMPERATURE, Method, distillation_terms
+from .base import ALPHA, TEMPERATURE, LogitsGradient, Method, distillation_terms
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
@@ -23,6 +28,61 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     return total, kl * t2, hard
 
 
+def kd_soft_targets(teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the KD loss needs of each training sample's teacher and label, computed once when the
+    teacher's logits are cached: rows (N, 2, K) = [p_t^T ; onehot(y)], and sum_k p_t^T log p_t^T
+    (N,), in float64, the teacher's part of the KL."""
+    with torch.no_grad():
+        p = torch.softmax(teacher_logits * (1.0 / temperature), dim=1)
+        onehot = F.one_hot(targets, p.shape[1]).to(p.dtype)
+        return torch.stack([p, onehot], dim=1), torch.special.xlogy(p, p).sum(1, dtype=torch.float64)
+
+
+@lru_cache(maxsize=64)
+def _scales(temperature: float, alpha: float, n: int, device: torch.device, dtype: torch.dtype
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two rows' logit scales (1/T, 1) and gradient weights (alpha T / N, (1 - alpha) / N)."""
+    return (torch.tensor([[1.0 / temperature], [1.0]], device=device, dtype=dtype),
+            torch.tensor([[alpha * temperature / n], [(1.0 - alpha) / n]], device=device, dtype=dtype))
+
+
+def kd_loss_from_soft(student_logits: torch.Tensor, soft: tuple[torch.Tensor, torch.Tensor], temperature: float,
+                      alpha: float) -> tuple[LogitsGradient, float, float]:
+    """kd_loss for a batch whose teacher came as `kd_soft_targets` rows: (loss, soft term with T^2,
+    hard cross-entropy). One log-softmax over the logits at T and at 1 side by side gives both
+    terms and, in closed form (base.distillation_terms), the gradient
+
+        dL/dz = [alpha T (p_s^T - p_t^T) + (1 - alpha) (p_s - onehot(y))] / N
+
+    Equal to kd_loss within float rounding (tests/test_methods.py); about a third of its cost in
+    the training loop, as it records nothing for autograd and repeats nothing of the teacher's."""
+    rows, teacher_part = soft
+    n, k = student_logits.shape
+    scale, weight = _scales(temperature, alpha, n, student_logits.device, student_logits.dtype)
+    with torch.no_grad():
+        both = (student_logits[:, None, :] * scale).view(2 * n, k)  # row 2i: z_i / T, row 2i+1: z_i
+        log_probs = torch.log_softmax(both, dim=1).view(n, 2, k)
+        grad = log_probs.exp().sub_(rows).mul_(weight).sum(1)
+        # sum p_t^T log p_s^T and sum log p_s[y], summed in float64: the soft term is the difference
+        # of two sums near -N log K, and T^2 / N magnifies what float32 would round off
+        cross, log_true = (log_probs * rows).sum((0, 2), dtype=torch.float64).tolist()
+        own = teacher_part.sum().item()
+    soft_term = temperature * temperature * (own - cross) / n
+    hard = -log_true / n
+    return LogitsGradient(alpha * soft_term + (1 - alpha) * hard, grad), soft_term, hard
+
+
+def kd_batch_loss(student, teacher, targets: torch.Tensor, temperature: float, alpha: float):
+    """(loss, parts) of a KD-loss method for one batch: from the teacher's soft-target rows when
+    the engine gave them (cached logits), else from its logits."""
+    if teacher.soft is not None:
+        loss, soft, hard = kd_loss_from_soft(student.logits, teacher.soft, temperature, alpha)
+        return loss, {"soft": soft, "ce": hard}
+    total, soft, hard = kd_loss(student.logits, teacher.logits.detach(), targets, temperature, alpha)
+    return total, {"soft": soft.item(), "ce": hard.item()}
+
+
 @register
 class KD(Method):
     name = "kd"
@@ -32,6 +92,8 @@ class KD(Method):
     temperature = TEMPERATURE
     alpha = ALPHA
 
+    def soft_targets(self, teacher_logits, targets):
+        return kd_soft_targets(teacher_logits, targets, self.temperature)
+
     def loss(self, student, teacher, targets, progress):
-        total, soft, hard = kd_loss(student.logits, teacher.logits, targets, self.temperature, self.alpha)
-        return total, {"soft": soft.item(), "ce": hard.item()}
+        return kd_batch_loss(student, teacher, targets, self.temperature, self.alpha)

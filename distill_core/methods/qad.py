@@ -28,7 +28,7 @@ from ..registry import Param
 from ..run_config import RunConfig
 from . import register
 from .base import ALPHA, TEMPERATURE, Method
-from .kd import kd_loss
+from .kd import kd_batch_loss, kd_soft_targets
 
 STARTS = (SCRATCH, "kd")
 
@@ -75,7 +75,9 @@ class QAD(Method):
     def distils_from_start(self) -> bool:
         return self.kd_from == "start"
 
+    def soft_targets(self, teacher_logits, targets):
+        return kd_soft_targets(teacher_logits, targets, self.temperature)
+
     def loss(self, student, teacher, targets, progress):
         # `student` is the simulated int8 model's output; `teacher` the fp32 teacher's or the start's.
-        total, soft, hard = kd_loss(student.logits, teacher.logits.detach(), targets, self.temperature, self.alpha)
-        return total, {"soft": soft.item(), "ce": hard.item()}
+        return kd_batch_loss(student, teacher, targets, self.temperature, self.alpha)

@@ -22,7 +22,7 @@ from ..registry import Param
 from ..run_config import RunConfig
 from . import register
 from .base import ALPHA, TEMPERATURE, Method
-from .kd import kd_loss
+from .kd import kd_batch_loss, kd_soft_targets
 
 
 def auto_assistant(teacher_model: dict) -> dict:
@@ -74,7 +74,9 @@ class TAKD(Method):
         return RunConfig(role=ASSISTANT, dataset=teacher.dataset, model=model, method=kd, train=teacher.train,
                          seed=0, teacher=teacher)
 
+    def soft_targets(self, teacher_logits, targets):
+        return kd_soft_targets(teacher_logits, targets, self.temperature)
+
     def loss(self, student, teacher, targets, progress):
         # `teacher` is the assistant here: the experiment made it this run's teacher.
-        total, soft, hard = kd_loss(student.logits, teacher.logits.detach(), targets, self.temperature, self.alpha)
-        return total, {"soft": soft.item(), "ce": hard.item()}
+        return kd_batch_loss(student, teacher, targets, self.temperature, self.alpha)

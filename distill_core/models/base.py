@@ -18,6 +18,9 @@ class ModelOutput:
     logits: torch.Tensor
     embedding: torch.Tensor  # (N, D) penultimate representation
     features: list[torch.Tensor]  # each stage's output: (N, C), (N, C, L) or (N, C, H, W)
+    # A cached teacher's only: this batch's rows of what the method derived once from the cached
+    # logits of the whole training split (Method.soft_targets); None otherwise.
+    soft: tuple[torch.Tensor, ...] | None = None
 
 
 class DistillNet(nn.Module):
