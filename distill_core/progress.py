@@ -10,6 +10,8 @@ def progress_fraction(status: str, event: dict | None) -> float:
         return 1.0
     if not event or status != RUNNING:
         return 0.0
+    if event.get("phase") == "measuring":  # trained: its figures and exports are being made
+        return 0.99
     if event.get("steps"):
         return max(0.0, min(0.99, event.get("step", 0) / event["steps"]))
     if event.get("epochs"):

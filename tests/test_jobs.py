@@ -184,6 +184,37 @@ def test_failed_run_keeps_its_error_and_dependents_follow_on_retry(jhome):
         queue.retry(store, ids[0])
 
 
+def test_students_start_while_their_teacher_is_measured(jhome, monkeypatch):
+    """Once a teacher's cache entry is written its students may be claimed, while the teacher
+    run itself is still being measured; not before. A teacher claimed again starts unserving."""
+    from distill_core.jobs.worker import execute_run
+    from distill_core.measure.hook import RunMeasurement
+
+    store = Store()
+    _, ids = queue.submit(store, {**TINY, "temperatures": [4]})
+    teacher = claim(store, 1)
+    assert teacher["id"] == ids[0] and claim(store, 2) is None  # training: its students wait
+    during = []
+    real = RunMeasurement.attach
+
+    def attach(self, result, *args, **kwargs):
+        if result["role"] == "teacher":
+            during.append((store.get_run(ids[0])["status"], claim(store, 2)))
+        return real(self, result, *args, **kwargs)
+
+    monkeypatch.setattr(RunMeasurement, "attach", attach)
+    assert execute_run(store, teacher, log=None) == "done"
+    [(status, student)] = during
+    assert status == "running" and student is not None and student["id"] in ids[1:]
+    assert {"phase": "measuring", "teacher_cached": True}.items() <= store.progress(ids[0])[-1].items()
+    assert execute_run(store, student, log=None) == "done"
+    # A teacher running again (a forced re-run drops its cache entry) holds its students anew.
+    con_ready = lambda: store.read(lambda con: con.execute(f"SELECT r.id {queue._READY}").fetchall())
+    store.write(lambda con: con.execute("UPDATE runs SET status = 'queued' WHERE id IN (?, ?)", (ids[0], student["id"])))
+    assert claim(store, 1)["id"] == ids[0]
+    assert [r[0] for r in con_ready()] == []
+
+
 def test_delete_removes_artifacts_unless_shared(jhome):
     store = Store()
     _, ids = queue.submit(store, {**TINY, "temperatures": [4]})

@@ -478,12 +478,14 @@ def test_switching_the_home_folder(empty, tmp_path):
 
 
 def test_progress_helpers():
-    from distill_core.progress import curves_from_events, progress_fraction
+    from distill_core.progress import curves_from_events, progress_fraction, progress_text
 
     assert progress_fraction("done", None) == 1.0
     assert progress_fraction("queued", None) == 0.0
     assert progress_fraction("running", {"step": 5, "steps": 20}) == 0.25
     assert progress_fraction("running", {"step": 20, "steps": 20}) < 1.0  # measuring after training
+    measuring = {"phase": "measuring", "teacher_cached": True}  # trained; the bar does not fall back to 0
+    assert progress_fraction("running", measuring) == 0.99 and progress_text("running", measuring) == "measuring"
     curves = curves_from_events([{"phase": "start"}, {"phase": "student", "step": 3, "losses": {"loss": 2.0}},
                                  {"phase": "student", "step": 6, "epoch": 1, "losses": {"loss": 1.0},
                                   "val_accuracy": 0.5, "epoch_end": True}])

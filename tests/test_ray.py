@@ -129,7 +129,7 @@ def test_a_weight_file_is_read_from_its_copy_when_the_original_is_gone(tmp_path)
     assert files.locate(original, sha) == original  # outside the block, the path is the path again
 
 
-def test_a_store_of_the_first_schema_gains_the_node_column(tmp_path):
+def test_a_store_of_the_first_schema_gains_the_later_columns(tmp_path):
     import sqlite3
 
     from distill_core.jobs.store import MIGRATIONS, SCHEMA_VERSION
@@ -144,8 +144,9 @@ def test_a_store_of_the_first_schema_gains_the_node_column(tmp_path):
     con.commit()
     con.close()
     store = Store(tmp_path)
-    assert store.schema_version() == SCHEMA_VERSION == 2
-    assert store.list_runs()[0]["node"] is None and store.list_runs()[0]["hash"] == "h"  # the old row is kept
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    row = store.get_run(store.list_runs()[0]["id"])
+    assert row["node"] is None and row["serving"] is None and row["hash"] == "h"  # the old row is kept
 
 
 # -- the testing cluster ------------------------------------------------------------------------------

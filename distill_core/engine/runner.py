@@ -145,6 +145,8 @@ def run_one(config: RunConfig, home: str | Path | None = None, on_progress: Prog
         "finished": time.time(),
         "artifacts": artifacts,
     })
+    if on_progress is not None:  # a teacher's cache entry is written by now: its students need no more of it
+        on_progress({"phase": "measuring", **({"teacher_cached": True} if config.role == TEACHER else {})})
     # Size, FLOPs, latency, inference energy, exports, int8, budgets, model card; never raises.
     measurement.attach(result, model, data, teacher_test, {**teacher.meta, "cached": teacher.cached}, home,
                        onnx=onnx, int8_student=int8_student)

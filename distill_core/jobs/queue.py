@@ -25,8 +25,11 @@ from ..teachers import TeacherCache, teacher_kind
 from .host import HOST, NODE
 from .store import JobError, Store, to_json
 
+# A run is ready when what it waits for is done, or is a teacher still running whose cache entry
+# is already written (`serving`: its measuring, a second or so, need not hold up its students).
 _READY = """FROM runs r LEFT JOIN runs d ON d.id = r.depends_on
-    WHERE r.status = 'queued' AND (r.depends_on IS NULL OR d.status = 'done' OR d.id IS NULL)
+    WHERE r.status = 'queued'
+      AND (r.depends_on IS NULL OR d.status = 'done' OR d.id IS NULL OR (d.status = 'running' AND d.serving IS NOT NULL))
       AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.hash = r.hash AND x.status = 'running')"""
 
 # Queued runs that cannot start until someone retries an interrupted run they depend on.
@@ -122,7 +125,7 @@ def claim(store: Store, worker_pid: int, host: str = HOST, node: str | None = NO
         if row is None:
             return None
         con.execute("""UPDATE runs SET status = 'running', worker_pid = ?, worker_host = ?, node = ?, started = ?,
-                       finished = NULL, attempts = attempts + 1, cancel_requested = NULL, progress = NULL, updated = ?,
+                       finished = NULL, attempts = attempts + 1, cancel_requested = NULL, progress = NULL, serving = NULL, updated = ?,
                        version = ? WHERE id = ?""", (worker_pid, host, node, now, now, v, row["id"]))
         return dict(row)
 

@@ -37,7 +37,7 @@ from ..constants import DONE, RUNNING, STATUSES
 from ..errors import DistillError
 from .results import build_frame
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class JobError(DistillError):
@@ -110,6 +110,9 @@ MIGRATIONS: dict[int, list[str]] = {
     # The machine a run trains on, as its executor names it: this host for the local pool, a
     # Ray node for the Ray executor (worker_pid and worker_host stay the process that owns the run).
     2: ["ALTER TABLE runs ADD COLUMN node TEXT"],
+    # When a running teacher's cache entry was written: its students may start while it is
+    # still being measured (queue._READY); NULL until then and for every other run.
+    3: ["ALTER TABLE runs ADD COLUMN serving REAL"],
 }
 
 _migrated: set[str] = set()  # databases this process has already brought up to date
@@ -429,6 +432,15 @@ class Store:
                             [(run_id, e.get("t", now), to_json({k: x for k, x in e.items() if k != "t"})) for e in events])
             con.execute("UPDATE runs SET progress = ?, updated = ?, version = ? WHERE id = ?",
                         (to_json(events[-1]), now, v, run_id))
+
+        self.write(txn)
+
+    def mark_serving(self, run_id: int) -> None:
+        """A running teacher's cache entry is written: the runs that wait for it may start."""
+        def txn(con):
+            v, now = self.bump(con), time.time()
+            con.execute("UPDATE runs SET serving = ?, updated = ?, version = ? WHERE id = ? AND status = 'running'",
+                        (now, now, v, run_id))
 
         self.write(txn)
 

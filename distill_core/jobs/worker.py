@@ -46,7 +46,13 @@ class EventWriter:
 
     def __call__(self, event: dict) -> None:
         self.buffer.append({"t": time.time(), **event})
-        if time.monotonic() - self.last >= self.interval:
+        if event.get("teacher_cached") and self.store is not None:  # its students may start now
+            self.flush()
+            try:
+                self.store.mark_serving(self.run_id)
+            except sqlite3.Error:  # they start when it is done instead
+                pass
+        elif time.monotonic() - self.last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
