@@ -1,7 +1,8 @@
 """The Ray executor: the same queue, served by a Ray cluster (docs/cluster.md).
 
 `RayExecutor` is a driver on this machine. It claims ready runs from the store as `queue.claim`
-gives them (so a student starts after its teacher, and a failed teacher fails its students),
+gives them (so a student starts after its teacher, and a failed teacher fails its students;
+a teacher on Ray serves its students when its task is done, as its cache entry comes back with it),
 sends each to the cluster as a Ray task asking for the CPUs (and GPU) the run needs, and
 records the end with `worker.record`, as the local pool does. Nothing on a node is assumed: the
 run's config, its data set, the files it names and its teacher's cache entry travel through
