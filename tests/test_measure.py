@@ -137,6 +137,52 @@ def test_worker_warm_up_imports_the_exporter_but_never_traces(monkeypatch):
     assert "torch.onnx._internal.exporter._registration" in sys.modules and "onnxruntime.quantization" in sys.modules
 
 
+def test_the_dynamo_exporter_builds_its_registry_once_and_writes_what_torch_onnx_export_writes(tmp_path, monkeypatch):
+    """torch.onnx.export rebuilds the ONNX operator registry on every call (most of a small
+    model's export); the lab keeps one per process. Two architectures, one build, and the same
+    graph as torch.onnx.export(..., dynamo=True) writes (the batch axis named "batch")."""
+    import onnx
+    from torch.onnx._internal.exporter import _registration
+
+    from distill_core.measure import export as ex
+
+    builds = []
+    real = _registration.ONNXRegistry.from_torchlib.__func__
+    monkeypatch.setattr(_registration.ONNXRegistry, "from_torchlib",
+                        classmethod(lambda cls, *a, **k: builds.append(1) or real(cls, *a, **k)))
+    monkeypatch.setattr(ex, "_REGISTRY", [])
+
+    def graph(path):
+        g = onnx.load(path).graph
+        for node in g.node:
+            del node.metadata_props[:]
+        return g.SerializeToString()
+
+    for i, (arch, shape) in enumerate([("cnn-small", (1, 8, 8)), ("hinton-tiny", (64,))]):
+        torch.manual_seed(i)
+        model, x = build_model(arch, shape, 10).eval(), torch.randn(2, *shape)
+        before = len(builds)
+        ex._dynamo_export(model, x, tmp_path / f"lab{i}.onnx")
+        assert len(builds) - before == (1 if i == 0 else 0)  # torch.onnx.export below builds one per call
+        torch.onnx.export(model, (x,), str(tmp_path / f"torch{i}.onnx"), input_names=[ex.INPUT], output_names=[ex.OUTPUT],
+                          dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, external_data=False)
+        assert graph(tmp_path / f"lab{i}.onnx") == graph(tmp_path / f"torch{i}.onnx")
+    assert onnx.load(tmp_path / "lab0.onnx").graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_the_idle_trace_warm_up_exports_a_tiny_network_and_never_raises(monkeypatch):
+    """A worker with nothing to do pays the exporter's first trace (measure/export.warm_trace);
+    a failure there is left for the first real export to report."""
+    from distill_core.measure import export as ex
+
+    calls = []
+    monkeypatch.setattr(ex, "_dynamo_export", lambda model, x, path: calls.append((type(model).__name__, tuple(x.shape))))
+    ex.warm_trace()
+    assert calls == [("Sequential", (2, 1, 4, 4))]
+    monkeypatch.setattr(ex, "_dynamo_export", lambda *a: 1 / 0)
+    ex.warm_trace()  # no exception
+
+
 def test_export_failure_is_recorded_not_raised(tmp_path, monkeypatch):
     data = load_data({"name": "digits"})
     model = build_model({"arch": "mlp", "hidden": [8]}, data.info.input_shape, data.info.num_classes)

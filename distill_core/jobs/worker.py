@@ -22,7 +22,7 @@ import torch
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..engine.runner import run_one
 from ..errors import Cancelled, DistillError
-from ..measure.export import warm_exporter
+from ..measure.export import warm_exporter, warm_trace
 from ..measure.settings import measure_settings
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
@@ -182,15 +182,18 @@ def warm_up_torch() -> None:
     opt.step()
 
 
-def warm_up_exporter(measure: dict | None) -> None:
+def warm_up_exporter(measure: dict | None) -> bool:
     """Where runs export with the dynamo exporter (the default), warm it in a background thread
-    (measure/export.warm_exporter) while the worker waits for or trains its first run."""
+    (measure/export.warm_exporter) while the worker waits for or trains its first run. Returns
+    whether they do (then the worker also traces once while idle: measure/export.warm_trace)."""
     try:
         settings = measure_settings(measure)
     except DistillError:  # a bad setting fails each run with its message
-        return
+        return False
     if settings["onnx"] and settings["exporter"] == "dynamo":
         threading.Thread(target=warm_exporter, name="warm-exporter", daemon=True).start()
+        return True
+    return False
 
 
 def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float = 0.1, quiet: bool = False,
@@ -204,7 +207,7 @@ def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float =
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
     torch.set_num_threads(max(1, threads))
     warm_up_torch()
-    warm_up_exporter(measure)
+    trace_pending = warm_up_exporter(measure)
 
     store = Store(home)
     pid = os.getpid()
@@ -221,6 +224,10 @@ def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float =
             print(f"[worker {pid}] could not claim a run: {exc}", flush=True)
             run = None
         if run is None:
-            time.sleep(poll)
+            if trace_pending:  # idle, nothing trains here: the exporter's first trace costs nothing now
+                warm_trace()
+                trace_pending = False
+            else:
+                time.sleep(poll)
             continue
         execute_run(store, run, threads, quit, log, measure)

@@ -113,11 +113,46 @@ def _quiet_exporter() -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
+_REGISTRY: list = []  # the dynamo exporter's operator registry, once built (_registry)
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _registry():
+    """The dynamo exporter's ONNX operator registry, built once per process (None where this
+    torch lacks the exporter module torch.onnx.export is built on). torch.onnx.export builds it
+    anew on every call: 0.5-0.8 s, parsing the source of some 500 torchlib functions, which is
+    most of the export of a small model."""
+    with _REGISTRY_LOCK:
+        if not _REGISTRY:
+            try:
+                from torch.onnx._constants import ONNX_DEFAULT_OPSET
+                from torch.onnx._internal.exporter import _core, _dynamic_shapes, _registration
+            except ImportError:
+                _REGISTRY.append(None)
+            else:
+                _REGISTRY.append((_core, _dynamic_shapes,
+                                  _registration.ONNXRegistry.from_torchlib(opset_version=ONNX_DEFAULT_OPSET),
+                                  ONNX_DEFAULT_OPSET))
+        return _REGISTRY[0]
+
+
 def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
+    """torch.onnx.export(..., dynamo=True) with the process's one registry: the same steps as its
+    export_compat for a module and tuple args (torch is pinned), without the registry rebuild."""
     _quiet_exporter()
-    torch.onnx.export(model, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, external_data=False,
-                      verbose=False)
+    dynamic = ({0: torch.export.Dim("batch", min=1)},)
+    found = _registry()
+    if found is None:
+        torch.onnx.export(model, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
+        return
+    core, dynamic_shapes, registry, opset = found
+    dims, rename = dynamic_shapes.convert_str_to_export_dim(dynamic)
+    program = core.export(model, (sample,), registry=registry, dynamic_shapes=dims, input_names=[INPUT],
+                          output_names=[OUTPUT], verbose=False, opset_version=opset)
+    if rename:  # the batch axis named "batch" in the file, as torch.onnx.export names it
+        program._rename_dynamic_axes(dynamic)
+    program.save(str(path), include_initializers=True, keep_initializers_as_inputs=False, external_data=False)
 
 
 def strip_annotations(path: Path) -> None:
@@ -293,9 +328,27 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
     return {"ok": False, "reason": "torch.export failed: " + "; ".join(errors)}
 
 
+def warm_trace() -> None:
+    """Pay the dynamo exporter's first trace in this process now (0.4-0.6 s beyond any later
+    one: torch.export's and dynamo's own start-up) by exporting a tiny convolutional network
+    to a temporary file. Only where nothing trains in the process (see warm_exporter): a worker
+    calls it while it waits, idle, for its first run. Never raises."""
+    import tempfile
+
+    tiny = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(2, 2)).eval()
+    try:
+        with tempfile.TemporaryDirectory(prefix="distill-warm-") as tmp, _EXPORTING, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _dynamo_export(tiny, torch.zeros(2, 1, 4, 4), Path(tmp) / "warm.onnx")
+    except Exception:  # the first real export will say what is wrong
+        logging.getLogger(__name__).debug("exporter trace warm-up failed", exc_info=True)
+
+
 def warm_exporter() -> None:
     """Pay the dynamo exporter's import cost now: importing the ONNX stack (and int8's) and
-    building its operator registry take about 1.1 of the 2.4 s of a worker's first export. A
+    building its operator registry (`_registry`, kept for every later export) take about 1.1
+    of the 2.4 s of a worker's first export. A
     worker calls it in a background thread when it starts, beside its first run's training.
 
     It imports and never traces: while torch.export traces, `torch.compiler.is_exporting()`
@@ -304,9 +357,8 @@ def warm_exporter() -> None:
     own, and one of the two fails (KeyError: 'custom'). Never raises."""
     try:
         import onnxruntime.quantization  # noqa: F401  (int8's first use)
-        from torch.onnx._internal.exporter import _core, _registration  # noqa: F401
 
         _quiet_exporter()
-        _registration.ONNXRegistry.from_torchlib()
+        _registry()
     except Exception:  # the first real export will say what is wrong
         logging.getLogger(__name__).debug("exporter warm-up failed", exc_info=True)
