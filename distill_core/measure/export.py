@@ -2,8 +2,10 @@
 
 ONNX comes from PyTorch's maintained exporter, `torch.onnx.export(..., dynamo=True)`; where it
 fails, the legacy TorchScript exporter takes over and the reason is recorded. The dynamo exporter
-costs seconds per call where the TorchScript one costs tens of milliseconds, but its graph depends
-only on the architecture: it is exported once per architecture and process, and a later model
+costs a few tenths of a second per call (with its operator registry built once per process,
+`_registry`; seconds for a process's first trace) where the TorchScript one costs tens of
+milliseconds, but its graph depends only on the architecture: it is exported once per
+architecture and process, and a later model
 of the same architecture gets a copy with its own weights swapped in (`_GRAPHS`). Every export,
 fresh or swapped, is checked against PyTorch's outputs on real test inputs.
 
