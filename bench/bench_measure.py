@@ -191,7 +191,7 @@ def report(mach: dict, lat: list[dict], ovh: dict | None) -> str:
               "moves Timer's median but not ours. On a quiet machine the two agree; on a loaded one, compare the means."]
     if ovh:
         lines += ["", "### Time the measurement adds to a digits-quick run (target: under 20%)", "",
-                  "digits-quick (CNN teacher, scratch and KD MLP students, 30 epochs each) with the default measurement "
+                  "digits-quick (CNN teacher; KD and scratch MLP students over three seeds, 30 epochs each) with the default measurement "
                   "against measurement off, each variant in its own process and home, best of "
                   f"{ovh['warm']['repeats']}. *Warm*: the process has measured a model before, as a long-lived worker has "
                   "(imports done, CodeCarbon's hardware probe cached). *Fresh*: a new process, as a one-shot "
@@ -220,7 +220,7 @@ def report(mach: dict, lat: list[dict], ovh: dict | None) -> str:
             for k, v in r.get("parts", {}).items():
                 parts[k] = parts.get(k, 0.0) + v
         if parts:
-            lines += ["", "Where the measuring time goes (warm, summed over the three runs): "
+            lines += ["", f"Where the measuring time goes (warm, summed over its {len(ovh['warm']['per_run'])} runs): "
                       + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])) + "."]
         w = ovh["warm"]["accounted_pct"]
         lines += ["", f"Result: measuring adds {w:.0f}% in a warm worker ({'under' if w < 20 else 'OVER'} the 20% target)"
