@@ -293,6 +293,28 @@ def test_shutdown_returns_after_an_idle_worker_was_killed(pool):
     assert pool.worker_pids() == []
 
 
+def test_a_pool_stopped_while_its_workers_wait_leaves_nothing_behind(jhome):
+    """Idle workers exit by themselves when the pool stops (a terminated one left its semaphores
+    to the resource tracker, which warned about them on every stop)."""
+    script = (
+        "import sys, time\n"
+        "from distill_core.jobs import LocalExecutor\n"
+        "from distill_core.jobs.workers import workers\n"
+        "if __name__ == '__main__':\n"
+        "    ex = LocalExecutor(sys.argv[1], workers=1, threads=1, quiet=True, log=None).start()\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while not [w for w in workers(ex.store) if w['kind'] == 'worker'] and time.monotonic() < deadline:\n"
+        "        time.sleep(0.1)\n"
+        "    time.sleep(0.3)\n"
+        "    ex.shutdown(timeout=10)\n"
+        "    print('exit codes', [p.exitcode for p in ex.procs])\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(jhome)], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "exit codes [0]" in proc.stdout  # it returned; not terminated (-15)
+    assert "leaked" not in proc.stderr, proc.stderr
+
+
 def test_restart_resumes_queued_runs_and_marks_orphans_interrupted(jhome, capsys):
     store = Store()
     _, first = queue.submit(store, TINY)

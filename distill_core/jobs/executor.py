@@ -33,6 +33,8 @@ from .store import Store
 from .worker import worker_main
 from .workers import heartbeat, live_pools, recover_orphans, register, salvage, unregister
 
+IDLE_EXIT_GRACE = 1.0  # seconds an idle worker has to exit by itself at shutdown before it is terminated
+# (terminated, it leaves its semaphores to the resource tracker, which warns about them)
 CANCEL_GRACE = 5.0  # seconds a running run may take to honour a cancel before its worker is killed
 HEARTBEAT = 1.0
 
@@ -181,8 +183,12 @@ class LocalExecutor(Executor):
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         busy = set(self._busy_pids())
-        for p in self.procs:  # an idle worker (perhaps still importing torch) has nothing to finish
-            if p.is_alive() and p.pid not in busy:
+        idle = [p for p in self.procs if p.is_alive() and p.pid not in busy]
+        grace = time.monotonic() + IDLE_EXIT_GRACE
+        for p in idle:  # an idle worker sees the flag within its poll and exits, cleaning up after itself
+            p.join(timeout=max(0.0, grace - time.monotonic()))
+        for p in idle:  # one still importing torch has nothing to finish
+            if p.is_alive():
                 p.terminate()
         deadline = time.monotonic() + (timeout if wait else 0)
         for p in self.procs:
