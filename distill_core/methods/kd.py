@@ -55,8 +55,9 @@ def kd_loss_from_soft(student_logits: torch.Tensor, soft: tuple[torch.Tensor, to
 
         dL/dz = [alpha T (p_s^T - p_t^T) + (1 - alpha) (p_s - onehot(y))] / N
 
-    Equal to kd_loss within float rounding (tests/test_methods.py); about a third of its cost in
-    the training loop, as it records nothing for autograd and repeats nothing of the teacher's."""
+    Equal to kd_loss within float rounding (tests/test_methods.py). It records nothing for autograd
+    and repeats nothing of the teacher's: on digits its cost over cross-entropy in the training
+    loop is under half kd_loss's (bench/bench_engine.py, docs/benchmarks.md "Engine")."""
     rows, teacher_part = soft
     n, k = student_logits.shape
     scale, weight = _scales(temperature, alpha, n, student_logits.device, student_logits.dtype)
