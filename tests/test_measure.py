@@ -158,6 +158,7 @@ def test_the_dynamo_exporter_builds_its_registry_once_and_writes_what_torch_onnx
             del node.metadata_props[:]
         return g.SerializeToString()
 
+    monkeypatch.setattr(ex, "_TRACED", [])
     for i, (arch, shape) in enumerate([("cnn-small", (1, 8, 8)), ("hinton-tiny", (64,))]):
         torch.manual_seed(i)
         model, x = build_model(arch, shape, 10).eval(), torch.randn(2, *shape)
@@ -168,19 +169,26 @@ def test_the_dynamo_exporter_builds_its_registry_once_and_writes_what_torch_onnx
                           dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True, external_data=False)
         assert graph(tmp_path / f"lab{i}.onnx") == graph(tmp_path / f"torch{i}.onnx")
     assert onnx.load(tmp_path / "lab0.onnx").graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert ex.traced()
 
 
-def test_the_idle_trace_warm_up_exports_a_tiny_network_and_never_raises(monkeypatch):
-    """A worker with nothing to do pays the exporter's first trace (measure/export.warm_trace);
-    a failure there is left for the first real export to report."""
+def test_the_idle_trace_warm_up_exports_a_tiny_network_once_and_never_raises(monkeypatch):
+    """A worker with nothing to do pays the exporter's first trace (measure/export.warm_trace),
+    unless its process has exported already; a failure there is left for the first real export
+    to report."""
     from distill_core.measure import export as ex
 
     calls = []
+    monkeypatch.setattr(ex, "_TRACED", [])
     monkeypatch.setattr(ex, "_dynamo_export", lambda model, x, path: calls.append((type(model).__name__, tuple(x.shape))))
     ex.warm_trace()
     assert calls == [("Sequential", (2, 1, 4, 4))]
     monkeypatch.setattr(ex, "_dynamo_export", lambda *a: 1 / 0)
     ex.warm_trace()  # no exception
+    monkeypatch.setattr(ex, "_TRACED", [True])  # a real export happened: nothing to warm
+    monkeypatch.setattr(ex, "_dynamo_export", lambda model, x, path: calls.append("again"))
+    ex.warm_trace()
+    assert calls == [("Sequential", (2, 1, 4, 4))]
 
 
 def test_export_failure_is_recorded_not_raised(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import torch
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..engine.runner import run_one
 from ..errors import Cancelled, DistillError
-from ..measure.export import warm_exporter, warm_trace
+from ..measure.export import traced, warm_exporter, warm_trace
 from ..measure.settings import measure_settings
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
@@ -224,8 +224,9 @@ def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float =
             print(f"[worker {pid}] could not claim a run: {exc}", flush=True)
             run = None
         if run is None:
-            if trace_pending:  # idle, nothing trains here: the exporter's first trace costs nothing now
-                warm_trace()
+            trace_pending = trace_pending and not traced()
+            if trace_pending:  # idle, nothing trains here: the first trace's 2 s are paid now, not by a run
+                warm_trace()  # (one that arrives meanwhile waits at most what its own export would have taken)
                 trace_pending = False
             else:
                 time.sleep(poll)

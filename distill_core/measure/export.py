@@ -115,6 +115,7 @@ def _quiet_exporter() -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
+_TRACED: list = []  # not empty once this process has exported with the dynamo exporter (warm_trace)
 _REGISTRY: list = []  # the dynamo exporter's operator registry, once built (_registry)
 _REGISTRY_LOCK = threading.Lock()
 
@@ -147,6 +148,7 @@ def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
     if found is None:
         torch.onnx.export(model, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
+        _TRACED.append(True)
         return
     core, dynamic_shapes, registry, opset = found
     dims, rename = dynamic_shapes.convert_str_to_export_dim(dynamic)
@@ -155,6 +157,7 @@ def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
     if rename:  # the batch axis named "batch" in the file, as torch.onnx.export names it
         program._rename_dynamic_axes(dynamic)
     program.save(str(path), include_initializers=True, keep_initializers_as_inputs=False, external_data=False)
+    _TRACED.append(True)
 
 
 def strip_annotations(path: Path) -> None:
@@ -330,11 +333,20 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
     return {"ok": False, "reason": "torch.export failed: " + "; ".join(errors)}
 
 
+def traced() -> bool:
+    """Whether this process has exported with the dynamo exporter (its first trace is paid)."""
+    return bool(_TRACED)
+
+
 def warm_trace() -> None:
     """Pay the dynamo exporter's first trace in this process now (0.4-0.6 s beyond any later
-    one: torch.export's and dynamo's own start-up) by exporting a tiny convolutional network
-    to a temporary file. Only where nothing trains in the process (see warm_exporter): a worker
-    calls it while it waits, idle, for its first run. Never raises."""
+    one, 2-3 s in all: torch.export's and dynamo's own start-up) by exporting a tiny
+    convolutional network to a temporary file, unless the process has exported already. Only
+    where nothing trains in the process (see warm_exporter): a worker calls it while idle. A run
+    that arrives meanwhile waits for it, but its own first export would have paid the same.
+    Never raises."""
+    if traced():
+        return
     import tempfile
 
     tiny = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
