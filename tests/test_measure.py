@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from dataclasses import replace
 
@@ -158,7 +159,7 @@ def test_the_dynamo_exporter_builds_its_registry_once_and_writes_what_torch_onnx
             del node.metadata_props[:]
         return g.SerializeToString()
 
-    monkeypatch.setattr(ex, "_TRACED", [])
+    monkeypatch.setattr(ex, "_TRACED", threading.Event())
     for i, (arch, shape) in enumerate([("cnn-small", (1, 8, 8)), ("hinton-tiny", (64,))]):
         torch.manual_seed(i)
         model, x = build_model(arch, shape, 10).eval(), torch.randn(2, *shape)
@@ -179,13 +180,13 @@ def test_the_idle_trace_warm_up_exports_a_tiny_network_once_and_never_raises(mon
     from distill_core.measure import export as ex
 
     calls = []
-    monkeypatch.setattr(ex, "_TRACED", [])
+    monkeypatch.setattr(ex, "_TRACED", threading.Event())
     monkeypatch.setattr(ex, "_dynamo_export", lambda model, x, path: calls.append((type(model).__name__, tuple(x.shape))))
     ex.warm_trace()
     assert calls == [("Sequential", (2, 1, 4, 4))]
     monkeypatch.setattr(ex, "_dynamo_export", lambda *a: 1 / 0)
     ex.warm_trace()  # no exception
-    monkeypatch.setattr(ex, "_TRACED", [True])  # a real export happened: nothing to warm
+    ex._TRACED.set()  # a real export happened: nothing to warm
     monkeypatch.setattr(ex, "_dynamo_export", lambda model, x, path: calls.append("again"))
     ex.warm_trace()
     assert calls == [("Sequential", (2, 1, 4, 4))]

@@ -7,6 +7,7 @@ only the run, a home folder and the settings handed to it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,10 +49,8 @@ class EventWriter:
         self.buffer.append({"t": time.time(), **event})
         if event.get("teacher_cached") and self.store is not None:  # its students may start now
             self.flush()
-            try:
+            with contextlib.suppress(sqlite3.Error):  # a store busy beyond its timeout: they start when it is done
                 self.store.mark_serving(self.run_id)
-            except sqlite3.Error:  # they start when it is done instead
-                pass
         elif time.monotonic() - self.last >= self.interval:
             self.flush()
 

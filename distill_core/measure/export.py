@@ -115,7 +115,7 @@ def _quiet_exporter() -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
 
 
-_TRACED: list = []  # not empty once this process has exported with the dynamo exporter (warm_trace)
+_TRACED = threading.Event()  # set once this process has exported with the dynamo exporter (warm_trace)
 _REGISTRY: list = []  # the dynamo exporter's operator registry, once built (_registry)
 _REGISTRY_LOCK = threading.Lock()
 
@@ -148,7 +148,7 @@ def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
     if found is None:
         torch.onnx.export(model, (sample,), str(path), input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_shapes=dynamic, dynamo=True, external_data=False, verbose=False)
-        _TRACED.append(True)
+        _TRACED.set()
         return
     core, dynamic_shapes, registry, opset = found
     dims, rename = dynamic_shapes.convert_str_to_export_dim(dynamic)
@@ -157,7 +157,7 @@ def _dynamo_export(model: nn.Module, sample: torch.Tensor, path: Path) -> None:
     if rename:  # the batch axis named "batch" in the file, as torch.onnx.export names it
         program._rename_dynamic_axes(dynamic)
     program.save(str(path), include_initializers=True, keep_initializers_as_inputs=False, external_data=False)
-    _TRACED.append(True)
+    _TRACED.set()
 
 
 def strip_annotations(path: Path) -> None:
@@ -335,7 +335,7 @@ def export_program(model: nn.Module, sample: torch.Tensor, path: str | Path, dyn
 
 def traced() -> bool:
     """Whether this process has exported with the dynamo exporter (its first trace is paid)."""
-    return bool(_TRACED)
+    return _TRACED.is_set()
 
 
 def warm_trace() -> None:
