@@ -138,6 +138,7 @@ def test_worker_warm_up_imports_the_exporter_but_never_traces(monkeypatch):
     assert "torch.onnx._internal.exporter._registration" in sys.modules and "onnxruntime.quantization" in sys.modules
 
 
+@pytest.mark.filterwarnings("ignore:.*LeafSpec:FutureWarning")  # torch.export's own, from torch.onnx.export
 def test_the_dynamo_exporter_builds_its_registry_once_and_writes_what_torch_onnx_export_writes(tmp_path, monkeypatch):
     """torch.onnx.export rebuilds the ONNX operator registry on every call (most of a small
     model's export); the lab keeps one per process. Two architectures, one build, and the same
