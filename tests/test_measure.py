@@ -228,6 +228,41 @@ def test_energy_meter_gives_kwh_and_how_it_measured(tmp_path):
         assert r["label"] == "estimated" and r["parts"]["cpu"] == "estimated"
     assert (tmp_path / "emissions.csv").is_file()  # CodeCarbon's own file lands in the run folder
 
+def test_the_energy_warm_up_pays_codecarbons_hardware_probe_for_the_first_real_tracker(tmp_path, monkeypatch):
+    """A worker probes the hardware in the background when it starts (measure/energy.warm_energy):
+    the run's first tracker, made with the run's own settings, must find that probe cached (the
+    probe is 1.6-2.9 s on an EPYC) and still measure; a warm-up that fails raises nothing."""
+    from codecarbon.core import hardware_cache, resource_tracker
+
+    from distill_core.jobs.worker import warm_settings, warm_up_energy
+    from distill_core.measure.energy import warm_energy
+
+    probes = []
+    real = resource_tracker.ResourceTracker._run_full_hardware_setup
+    monkeypatch.setattr(resource_tracker.ResourceTracker, "_run_full_hardware_setup",
+                        lambda self: probes.append(1) or real(self))
+    hardware_cache.clear_cache()
+    warm_energy("FRA", 0.1)
+    assert probes == [1]
+    with EnergyMeter("student_training", tmp_path, "DEU", measure_power_secs=0.2) as m:
+        _busy(0.05)
+    assert probes == [1] and m.result["available"], m.result
+
+    import distill_core.jobs.worker as worker
+
+    started = []
+    monkeypatch.setattr(worker, "warm_energy", lambda *a: started.append(a))
+    warm_up_energy(warm_settings({"energy": False}))
+    warm_up_energy(warm_settings({"power_secs": -1}))  # a bad setting: each run will say so
+    assert started == []
+    warm_up_energy(warm_settings({"country": "FRA", "energy": True, "power_secs": 0.5}))
+    deadline = time.monotonic() + 5
+    while not started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert started == [("FRA", 0.5)]
+    monkeypatch.setattr(EnergyMeter, "__enter__", lambda self: 1 / 0)
+    warm_energy()  # no exception
+
 
 class _FailingTracker:
     stopped = 0

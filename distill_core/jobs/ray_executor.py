@@ -276,7 +276,8 @@ class RayExecutor(Executor):
             self.log(f"[ray {self.pid}] marked {len(marked)} run(s) left running by a dead process as interrupted: "
                      + ", ".join(f"#{i}" for i in marked))
         # one warm-up per CPU, so that the first runs do not pay the imports (as local workers do)
-        self._warm = [ray.remote(max_retries=0)(warm_up).options(num_cpus=1).remote() for _ in range(int(self.capacity))]
+        self._warm = [ray.remote(max_retries=0)(warm_up).options(num_cpus=1).remote(self.measure)
+                      for _ in range(int(self.capacity))]
         self._thread = threading.Thread(target=self._loop, name="distill-ray-driver", daemon=True)
         self._thread.start()
         return self

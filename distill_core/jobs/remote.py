@@ -32,7 +32,7 @@ from ..errors import DataError, DistillError
 from ..files import local_copies, read_tree, write_tree
 from ..run_config import RunConfig
 from ..teachers import TeacherCache
-from .worker import STOP_POLL, EventWriter, attempt, warm_up_torch
+from .worker import STOP_POLL, EventWriter, attempt, warm_settings, warm_up_energy, warm_up_torch
 
 # What a process of a node keeps between tasks: the data sets it was given, by their ObjectRef
 # (receiving a data set again costs a copy out of the object store).
@@ -124,9 +124,11 @@ def node_name() -> str:
     return f"{ray.util.get_node_ip_address()} ({ray.get_runtime_context().get_node_id()[:8]})"
 
 
-def warm_up() -> str:
-    """A first task for each worker process: pay the imports and torch's lazy start-up now,
-    not in the first run (as a local worker does when it starts)."""
+def warm_up(measure: dict | None = None) -> str:
+    """A first task for each worker process: pay the imports, torch's lazy start-up and (in a
+    background thread, where energy is measured) CodeCarbon's hardware probe now, not in the
+    first run (as a local worker does when it starts). `measure`: the executor's settings."""
+    warm_up_energy(warm_settings(measure))
     warm_up_torch()
     return node_name()
 

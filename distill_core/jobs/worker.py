@@ -23,6 +23,7 @@ import torch
 from ..constants import CANCELLED, DONE, FAILED, INTERRUPTED, STUDENT
 from ..engine.runner import run_one
 from ..errors import Cancelled, DistillError
+from ..measure.energy import warm_energy
 from ..measure.export import traced, warm_exporter, warm_trace
 from ..measure.settings import measure_settings
 from ..run_config import RunConfig
@@ -181,15 +182,28 @@ def warm_up_torch() -> None:
     opt.step()
 
 
-def warm_up_exporter(measure: dict | None) -> bool:
+def warm_settings(measure: dict | None) -> dict | None:
+    """The measure settings runs will get by default (None for a bad one: each run fails with its message)."""
+    try:
+        return measure_settings(measure)
+    except DistillError:
+        return None
+
+
+def warm_up_energy(settings: dict | None) -> None:
+    """Where energy is measured, pay CodeCarbon's hardware probe in a background thread
+    (measure/energy.warm_energy). Started before torch's warm-up: the probe's subprocess then
+    runs beside it, and it is over before the first run's tracker starts."""
+    if settings and settings["energy"]:
+        threading.Thread(target=warm_energy, args=(settings["country"], settings["power_secs"]),
+                         name="warm-energy", daemon=True).start()
+
+
+def warm_up_exporter(settings: dict | None) -> bool:
     """Where runs export with the dynamo exporter (the default), warm it in a background thread
     (measure/export.warm_exporter) while the worker waits for or trains its first run. Returns
     whether they do (then the worker also traces once while idle: measure/export.warm_trace)."""
-    try:
-        settings = measure_settings(measure)
-    except DistillError:  # a bad setting fails each run with its message
-        return False
-    if settings["onnx"] and settings["exporter"] == "dynamo":
+    if settings and settings["onnx"] and settings["exporter"] == "dynamo":
         threading.Thread(target=warm_exporter, name="warm-exporter", daemon=True).start()
         return True
     return False
@@ -204,9 +218,12 @@ def worker_main(home: str, threads: int, stop_flag, pool_pid: int, poll: float =
     to the process group, as `timeout` or a service manager sends) left the pool's Event.set()
     blocked for ever, waiting for that dead sleeper to wake."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the pool, which stops workers in order
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker has the pool's handler: terminate() must end it
     torch.set_num_threads(max(1, threads))
+    settings = warm_settings(measure)
+    warm_up_energy(settings)
     warm_up_torch()
-    trace_pending = warm_up_exporter(measure)
+    trace_pending = warm_up_exporter(settings)
 
     store = Store(home)
     pid = os.getpid()

@@ -13,7 +13,8 @@ compute devices were read from hardware counters (RAPL, Power Gadget, powermetri
 CPU-load and constant-TDP figures are "estimated". RAM is always CodeCarbon's power model.
 
 The first tracker of a process costs about two seconds (CodeCarbon probes the hardware and
-caches it); later ones cost a few tens of milliseconds to start and stop.
+caches it); later ones cost a few tens of milliseconds to start and stop. A worker pays that
+probe in a background thread when it starts (`warm_energy`), not in its first run.
 """
 from __future__ import annotations
 
@@ -130,6 +131,21 @@ class EnergyMeter:
             self.overhead_s += time.perf_counter() - t
             self.result["overhead_s"] = self.overhead_s
         return False  # never swallow the block's own exception
+
+
+def warm_energy(country: str = "USA", measure_power_secs: float = 0.5) -> None:
+    """Pay CodeCarbon's once-per-process hardware probe now, with a tracker that measures
+    nothing: 1.6-2.9 s on a 2-core EPYC (py-cpuinfo probes the CPU in a subprocess, and pandas is
+    imported to read the CPU power table), which a worker's first run otherwise waits for
+    before its training starts. A worker calls it in a background thread when it starts.
+    CodeCarbon keeps the probe's outcome per process under a lock (codecarbon.core.hardware_cache,
+    keyed by the tracking settings, which EnergyMeter always sets alike), so a run's tracker
+    that starts meanwhile waits for this probe instead of repeating it. Never raises."""
+    try:
+        with EnergyMeter("warm-up", country=country, measure_power_secs=measure_power_secs):
+            pass
+    except Exception:  # EnergyMeter reports its own failures; the first run's tracker will too
+        logging.getLogger(__name__).debug("CodeCarbon warm-up failed", exc_info=True)
 
 
 def add_energy(a: dict | None, b: dict) -> dict:
