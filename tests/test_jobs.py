@@ -18,6 +18,7 @@ from distill_core import teachers
 from distill_core.errors import ConfigError
 from distill_core.jobs import RESULT_COLUMNS, JobError, LocalExecutor, Store, ensure_workers, queue, run_inline
 from distill_core.jobs import cli
+from distill_core.jobs.executor import pool_lock
 from distill_core.jobs.host import pid_alive
 from distill_core.jobs.queue import claim, outstanding
 from distill_core.jobs.workers import live_pools
@@ -397,10 +398,34 @@ def test_ensure_workers_starts_one_detached_pool(jhome):
         assert ensure_workers(jhome, workers=1)["started"] is False
         _, ids = queue.submit(store, {**TINY, "temperatures": [4], "baseline": False})
         wait_for(lambda: all(store.get_run(i)["status"] == "done" for i in ids), 90, "the runs to finish")
+        # Its worker was forked from it (imports done: seconds sooner than a spawned one) ...
+        forked = _workers_of(store, first["pid"])
+        assert len(forked) == 1 and _cmdline(forked[0]) == _cmdline(first["pid"])
+        # ... and one started in place of a dead worker is spawned (the pool has threads by then)
+        os.kill(forked[0], signal.SIGKILL)
+        wait_for(lambda: [p for p in _workers_of(store, first["pid"]) if p != forked[0]], 60, "a new worker")
+        again = [p for p in _workers_of(store, first["pid"]) if p != forked[0]]
+        assert "spawn_main" in _cmdline(again[0])
+        _, ids = queue.submit(store, {**TINY, "temperatures": [5], "baseline": False})
+        wait_for(lambda: all(store.get_run(i)["status"] == "done" for i in ids), 90, "the runs to finish")
     finally:
         os.kill(first["pid"], signal.SIGTERM)
         wait_for(lambda: not pid_alive(first["pid"]) or _reap(first["pid"]), 20, "the pool to stop")
     assert live_pools(store) == []
+    wait_for(lambda: not any(pid_alive(p) for p in [*forked, *again]), 20, "the workers to stop")
+    lock = pool_lock(store.home)  # no forked worker kept the pool's lock
+    assert lock is not None
+    lock.close()
+
+
+def _workers_of(store, pool_pid: int) -> list[int]:
+    from distill_core.jobs.workers import workers
+
+    return [w["pid"] for w in workers(store) if w["kind"] == "worker" and w["pool_pid"] == pool_pid and pid_alive(w["pid"])]
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
 def _reap(pid: int) -> bool:

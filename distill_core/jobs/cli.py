@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import multiprocessing as mp
+import os
 import sys
 import time
 
@@ -255,7 +257,14 @@ def cmd_worker(args) -> int:
             print(f"[ray {pool.pid}] {info['nodes']} node(s), {info['cpus']:g} CPU(s), {info['gpus']:g} GPU(s); "
                   f"{pool.threads} CPU(s) per run", flush=True)
     else:
-        pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet, measure=measure)
+        # A managed pool is a process of its own that only serves (ensure_workers starts it): its
+        # workers are forked from it, imports done (see LocalExecutor). Called in a process that
+        # may have trained (cli.main from Python), the workers are spawned.
+        fork = args.managed and "fork" in mp.get_all_start_methods()
+        if fork and lock is not None:  # a forked worker shares the lock's open file: it must not hold it
+            os.register_at_fork(after_in_child=lock.close)
+        pool = LocalExecutor(store.home, workers=args.workers, threads=args.threads, quiet=args.quiet, measure=measure,
+                             start_method="fork" if fork else "spawn")
         print(f"[pool {pool.pid}] {pool.n} worker(s) x {pool.threads} thread(s) serving {store.home}", flush=True)
     pool.serve(until_empty=args.until_empty, idle_exit=args.idle_exit, handle_signals=True)
     state = store.queue_state()

@@ -126,20 +126,30 @@ class Executor(ABC):
 
 
 class LocalExecutor(Executor):
-    """A pool of `workers` long-lived processes (spawn context), `threads` torch threads each.
+    """A pool of `workers` long-lived processes, `threads` torch threads each.
     `measure`: measurement settings for every run it serves (e.g. {"country": "FRA"}), under
-    a run config's own."""
+    a run config's own.
+
+    `start_method`: how `start()` makes its workers. "spawn" (the default) starts each in a new
+    interpreter, which imports torch and the lab afresh: 4-9 s on a 2-core EPYC before a
+    worker takes its first run. "fork" copies this process instead, with its imports done: only
+    for a process that serves and never trains (the pool of `cli worker`, what the dashboard
+    starts), because a child of a process that has run autograd or torch's thread pool cannot
+    use them. A worker started in place of one that died is always spawned: the pool's monitor
+    thread runs by then, and forking a process with threads may copy a lock another holds."""
 
     name = "pool"
 
     def __init__(self, home: str | Path | None = None, workers: int | None = None, threads: int | None = None,
-                 poll: float = 0.1, quiet: bool = False, log=print, measure: dict | None = None):
+                 poll: float = 0.1, quiet: bool = False, log=print, measure: dict | None = None,
+                 start_method: str = "spawn"):
         super().__init__(home, log)
         self.n = workers or default_workers()
         self.threads = threads or default_threads(self.n)
         self.measure = dict(measure or {})
         self.poll, self.quiet = poll, quiet
         self.ctx = mp.get_context("spawn")
+        self.first_ctx = mp.get_context(start_method)
         self.stop_flag = self.ctx.RawValue("b", 0)  # lock-free: see worker_main
         self.procs: list = []
         self.spawned: dict[int, float] = {}  # pid -> start time
@@ -155,13 +165,13 @@ class LocalExecutor(Executor):
         if marked and self.log:
             self.log(f"[pool {self.pid}] marked {len(marked)} run(s) left running by a dead process as interrupted: "
                      + ", ".join(f"#{i}" for i in marked))
-        self.procs = [self._spawn() for _ in range(self.n)]
+        self.procs = [self._spawn(self.first_ctx) for _ in range(self.n)]
         self._monitor = threading.Thread(target=self._watch, name="distill-pool-monitor", daemon=True)
         self._monitor.start()
         return self
 
-    def _spawn(self):
-        p = self.ctx.Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_flag, self.pid,
+    def _spawn(self, ctx=None):
+        p = (ctx or self.ctx).Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_flag, self.pid,
                                                        self.poll, self.quiet, self.measure), daemon=True,
                              name="distill-worker")
         p.start()
