@@ -242,7 +242,7 @@ def test_the_energy_warm_up_pays_codecarbons_hardware_probe_for_the_first_real_t
     monkeypatch.setattr(resource_tracker.ResourceTracker, "_run_full_hardware_setup",
                         lambda self: probes.append(1) or real(self))
     hardware_cache.clear_cache()
-    warm_energy("FRA", 0.1)
+    assert warm_energy("FRA", 0.1) is True
     assert probes == [1]
     with EnergyMeter("student_training", tmp_path, "DEU", measure_power_secs=0.2) as m:
         _busy(0.05)
@@ -261,7 +261,7 @@ def test_the_energy_warm_up_pays_codecarbons_hardware_probe_for_the_first_real_t
         time.sleep(0.01)
     assert started == [("FRA", 0.5)]
     monkeypatch.setattr(EnergyMeter, "__enter__", lambda self: 1 / 0)
-    warm_energy()  # no exception
+    assert warm_energy() is False  # no exception
 
 
 class _FailingTracker:

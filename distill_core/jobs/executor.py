@@ -171,9 +171,8 @@ class LocalExecutor(Executor):
         return self
 
     def _spawn(self, ctx=None):
-        p = (ctx or self.ctx).Process(target=worker_main, args=(str(self.store.home), self.threads, self.stop_flag, self.pid,
-                                                       self.poll, self.quiet, self.measure), daemon=True,
-                             name="distill-worker")
+        args = (str(self.store.home), self.threads, self.stop_flag, self.pid, self.poll, self.quiet, self.measure)
+        p = (ctx or self.ctx).Process(target=worker_main, args=args, daemon=True, name="distill-worker")
         p.start()
         self.spawned[p.pid] = time.monotonic()
         return p

@@ -133,19 +133,22 @@ class EnergyMeter:
         return False  # never swallow the block's own exception
 
 
-def warm_energy(country: str = "USA", measure_power_secs: float = 0.5) -> None:
+def warm_energy(country: str = "USA", measure_power_secs: float = 0.5) -> bool:
     """Pay CodeCarbon's once-per-process hardware probe now, with a tracker that measures
     nothing: 1.6-2.9 s on a 2-core EPYC (py-cpuinfo probes the CPU in a subprocess, and pandas is
     imported to read the CPU power table), which a worker's first run otherwise waits for
     before its training starts. A worker calls it in a background thread when it starts.
     CodeCarbon keeps the probe's outcome per process under a lock (codecarbon.core.hardware_cache,
     keyed by the tracking settings, which EnergyMeter always sets alike), so a run's tracker
-    that starts meanwhile waits for this probe instead of repeating it. Never raises."""
+    that starts meanwhile waits for this probe instead of repeating it. Returns whether the
+    tracker started (the probe runs in its start); never raises."""
+    meter = EnergyMeter("warm-up", country=country, measure_power_secs=measure_power_secs)
     try:
-        with EnergyMeter("warm-up", country=country, measure_power_secs=measure_power_secs):
-            pass
+        with meter:
+            return meter.tracker is not None
     except Exception:  # EnergyMeter reports its own failures; the first run's tracker will too
         logging.getLogger(__name__).debug("CodeCarbon warm-up failed", exc_info=True)
+        return False
 
 
 def add_energy(a: dict | None, b: dict) -> dict:
