@@ -212,3 +212,30 @@ def test_once_filed_runs_carry_the_figures_without_waiting_on_the_lock(tmp_path)
         assert time.monotonic() - t < 5  # the lock is waited on (up to a minute) only before the first entry
     finally:
         held.close()
+
+
+def test_the_first_run_lets_the_others_carry_its_figures_once_published(tmp_path):
+    """The first run of an architecture holds the others back only while it measures the shared
+    figures: once it publishes them, a second worker carries them during its per-run work."""
+    model = build_model({"arch": "mlp", "hidden": [8]}, (64,), 10)
+    settings = measure_settings(LIGHT)
+    published, second_done, seen = threading.Event(), threading.Event(), {}
+
+    def second():
+        published.wait(10)
+        with shared_figures(tmp_path, model, (64,), 1, settings, 32, "b") as (shared, _):
+            seen["torch"] = shared.get("torch")
+        second_done.set()
+
+    other = threading.Thread(target=second)
+    other.start()
+    with shared_figures(tmp_path, model, (64,), 1, settings, 32, "a") as (shared, key):
+        shared.put("torch", {"median_ms": 1.0})
+        shared.publish()
+        published.set()
+        assert second_done.wait(10)  # it did not wait for this block to end
+        shared.put("int8:g:latency", {"median_ms": 0.5})  # measured after publishing: filed on leaving
+    other.join(10)
+    assert seen["torch"] == {"median_ms": 1.0}
+    figures = json.loads((tmp_path / f"{key}.json").read_text())["figures"]
+    assert set(figures) == {"torch", "int8:g:latency"} and figures["torch"]["measured_by"] == "a"

@@ -121,6 +121,7 @@ def measure_run(model: nn.Module, data: DataBundle, folder: str | Path, config: 
         fp32_pred = predict_logits(model, x_test).argmax(1).numpy() if len(x_test) else np.empty(0)
         out["onnx"], session = _measure_onnx(model, folder, threads, s, xs, latency, timed, shared,
                                              shared_dir if s["share"] else None)
+        shared.publish()  # the architecture's figures are in: its other runs need not wait for this one's int8
         if out["onnx"].get("bytes"):
             exports["onnx"] = out["onnx"]["path"]
             out["size"]["onnx_bytes"] = out["onnx"]["bytes"]

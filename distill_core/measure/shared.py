@@ -20,7 +20,7 @@ import hashlib
 import json
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from torch import nn
@@ -71,11 +71,19 @@ class SharedFigures:
     figures are kept: one that failed is measured again by the next run.
     """
 
-    def __init__(self, entry: dict | None, run: str | None):
+    def __init__(self, entry: dict | None, run: str | None, filer=None):
         self.entry = entry or {}
         self.run = run
         self.carried: dict[str, str | None] = {}
         self.new: dict[str, dict] = {}
+        self._filer = filer  # files self.new into the entry on disk (shared_figures)
+
+    def publish(self) -> None:
+        """File the figures measured so far now, not when the block ends: a run that measured an
+        architecture's first figures then stops holding the other workers' runs of it (they wait
+        on the key's lock) while it does its per-run work (int8, exports, the card)."""
+        if self._filer is not None:
+            self._filer(self)
 
     def get(self, name: str):
         """The figure `name` another run measured (a copy), or None."""
@@ -122,8 +130,9 @@ def shared_figures(folder: str | Path | None, model: nn.Module, input_shape, thr
     """The shared figures of `model` for the block, which measures what is missing and `put`s it.
 
     Before an architecture's first entry exists, the block holds the key's lock (at most a
-    minute's wait), so two workers measuring it at once do it once; once it exists, runs carry
-    it without waiting for each other's per-run measuring. On leaving, figures the entry lacked
+    minute's wait), so two workers measuring it at once do it once; it lets go as soon as the
+    block calls `publish()` after measuring the shared figures, so other runs carry them
+    without waiting for this run's per-run measuring. On leaving, figures the entry lacked
     are added to it. Yields (SharedFigures, key); with `folder` None or settings["share"] false,
     a NotShared."""
     if folder is None or not settings.get("share", True):
@@ -133,18 +142,28 @@ def shared_figures(folder: str | Path | None, model: nn.Module, input_shape, thr
     folder.mkdir(parents=True, exist_ok=True)
     key, parts = shared_key(model, input_shape, threads, settings, batch)
     path, lock = folder / f"{key}.json", folder / f".{key}.lock"
-    entry = _read(path)
-    if entry is not None:
-        figures = SharedFigures(entry, run)
+    empty = {"key": key, "parts": parts, "figures": {}}
+    with ExitStack() as waited_for:  # holds the key's lock while the first entry is being measured
+        entry = _read(path)
+        holding = entry is None
+        if holding:  # the architecture's first entry: the others wait until it is filed
+            waited_for.enter_context(held_lock(lock))
+            entry = _read(path)  # another worker may have filed it while this one waited
+        filed: set[str] = set()
+
+        def filer(figures: SharedFigures) -> None:
+            nonlocal holding
+            if not set(figures.new) <= filed:
+                with held_lock(lock) if not holding else nullcontext():
+                    _file(path, figures, empty)
+                filed.update(figures.new)
+            if holding:  # the entry exists now: nobody need wait for it
+                waited_for.close()
+                holding = False
+
+        figures = SharedFigures(entry, run, filer)
         yield figures, key
-        if figures.new:
-            with held_lock(lock):
-                _file(path, figures, {"key": key, "parts": parts, "figures": {}})
-        return
-    with held_lock(lock):
-        figures = SharedFigures(_read(path), run)  # another worker may have filed it while this one waited
-        yield figures, key
-        _file(path, figures, {"key": key, "parts": parts, "figures": {}})
+        figures.publish()
 
 
 def _file(path: Path, figures: SharedFigures, empty: dict) -> None:
