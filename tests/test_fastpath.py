@@ -101,7 +101,7 @@ def test_one_epoch_kd_resnet32x4_to_resnet8x4_on_256_images_with_augmentation(pr
     before = [p.detach().clone() for p in student.parameters()]
     res = train_model(student, data, settings, make_method("kd"), teacher=teacher, seed=0)
     assert res.steps == 4 and res.teacher_forward_per_batch and res.teacher_seconds > 0
-    assert res.accel == {"device": "cpu", "precision": precision, "channels_last": False, "compile": False,
+    assert res.accel == {"device": "cpu", "precision": precision, "channels_last": True, "compile": False,
                          "teacher_dtype": precision, "data": "uint8 (normalised per batch)", "grad_scaler": False,
                          "tf32": None}
     row = res.history[0]
@@ -139,3 +139,22 @@ def test_fp16_needs_cuda():
     with pytest.raises(RuntimeError, match="fp16 needs a CUDA GPU"):
         train_model(build_model("resnet8", (3, 8, 8), 10), data, train_settings({"precision": "fp16", "epochs": 1}),
                     make_method("scratch"), seed=0)
+
+
+def test_auto_trains_2d_cnns_channels_last_on_the_cpu_and_learns_what_nchw_learns():
+    """auto: channels-last for 2-D convolutional models on the CPU too (faster there:
+    bench/bench_layout.py); an MLP keeps its layout, and "off" keeps NCHW. Only the order of
+    float sums differs: the same seed trains to the same curve within rounding."""
+    data = cifar_like(64, k=10, size=8)
+    runs = {}
+    for arch, layout in (("resnet8", "auto"), ("resnet8", "off"), ({"arch": "mlp", "hidden": [16]}, "auto")):
+        torch.manual_seed(0)
+        model = build_model(arch, (3, 8, 8), 10)
+        res = train_model(model, data, train_settings({"epochs": 2, "batch_size": 16, "threads": 1, "channels_last": layout}),
+                          make_method("scratch"), seed=0)
+        assert all(p.is_contiguous() for p in model.parameters())  # back to the default layout for exports
+        runs[(str(arch), layout)] = res
+    assert runs[("resnet8", "auto")].accel["channels_last"] and not runs[("resnet8", "off")].accel["channels_last"]
+    assert not runs[(str({"arch": "mlp", "hidden": [16]}), "auto")].accel["channels_last"]
+    last, nchw = runs[("resnet8", "auto")].history, runs[("resnet8", "off")].history
+    assert [r["loss"] for r in last] == pytest.approx([r["loss"] for r in nchw], rel=1e-4)
