@@ -25,4 +25,9 @@ else:  # a visit
         st.Page("pages/learn.py", title="Learn", icon=":material/school:"),
         st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
     ]
-    st.navigation(pages).run()
+    try:
+        st.navigation(pages).run()
+    finally:  # also when the page stops or reruns (Streamlit raises to do that)
+        from ui import warmup
+
+        warmup.page_drawn()  # the server's background warm-up waits for the first page (ui/warmup.py)

@@ -528,3 +528,33 @@ def test_run_detail_names_the_run_whose_shared_figures_it_carries_and_makes_pt2_
     assert not errors(at), errors(at)
     assert "Download torch.export program (.pt2)" in [b.label for b in at.get("download_button")]
     assert store.get_run(carrier["id"])["result"]["measure"]["pt2"]["ok"]
+
+
+def test_the_background_warm_up_waits_for_the_first_page(monkeypatch):
+    """ui/warmup.py's background work starts once a page is drawn (app.py calls page_drawn after
+    the page's script), not beside the first page, or after FIRST_VISIT_WAIT with no visit."""
+    import threading
+    import time
+
+    from ui import warmup
+
+    for drawn, wait in ((True, 30.0), (False, 0.2)):
+        ran = threading.Event()
+        monkeypatch.setattr(warmup, "_first_page", threading.Event())
+        monkeypatch.setattr(warmup, "FIRST_VISIT_WAIT", wait)
+        monkeypatch.setattr(warmup, "_steps", lambda: {"step": ran.set})
+        worker = threading.Thread(target=warmup._run, daemon=True)
+        worker.start()
+        if drawn:
+            assert not ran.wait(0.3)  # no page yet: nothing warms beside it
+            warmup.page_drawn()
+        assert ran.wait(5)
+        worker.join(5)
+
+
+def test_app_tells_the_warm_up_when_its_page_is_drawn(empty, monkeypatch):
+    from ui import warmup
+
+    monkeypatch.setattr(warmup, "_first_page", __import__("threading").Event())
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception and warmup._first_page.is_set()
