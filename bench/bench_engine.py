@@ -222,7 +222,7 @@ def main():
                 f"with the teacher on every step as the tutorial does: {tut_kd / best['engine: KD, teacher every step']:.2f}x.",
                 f"- Teacher training, engine vs the tutorial's `train`: {tut_t / eng_t:.2f}x as fast "
                 f"(target >= 1.0x: {verdict(tut_t / eng_t >= 1.0)}).", ""]
-        out.append(kd_step_bound(cfg, shape, k, tut_kd / kd))
+        out.append(kd_step_bound(cfg, data.info.input_shape, data.info.num_classes, tut_kd / kd))
         us = loss_cost_us(cfg["batch"], data.info.num_classes)
         step_us = alone / steps * 1e6
         out += [f"The KD loss itself (forward + backward on a batch of logits, timed alone) costs {us['kd, cached']:.0f} us "
