@@ -31,9 +31,8 @@ TRAIN_PARAMS = (
     Param("precision", "auto", "arithmetic of training: auto (bf16 on a CUDA GPU that has it, else fp16 with a "
           "gradient scaler; fp32 elsewhere), fp32, bf16 (autocast, also on the CPU) or fp16 (CUDA only). "
           "Losses and accuracies are always computed in fp32", "choice", choices=("auto", "fp32", "bf16", "fp16")),
-    Param("channels_last", "auto", "channels-last memory for 2-D convolutional models: auto (on, on every device: faster on the "
-          "CPU as on CUDA), on, off",
-          "choice", choices=("auto", "on", "off")),
+    Param("channels_last", "auto", "channels-last memory for 2-D convolutional models: auto (as on: faster on the CPU as "
+          "on CUDA), on, off", "choice", choices=("auto", "on", "off")),
     Param("compile", False, "compile the models' forward passes with torch.compile (slow to start, faster per step)",
           "bool"),
 )
