@@ -158,3 +158,26 @@ def test_auto_trains_2d_cnns_channels_last_on_the_cpu_and_learns_what_nchw_learn
     assert not runs[(str({"arch": "mlp", "hidden": [16]}), "auto")].accel["channels_last"]
     last, nchw = runs[("resnet8", "auto")].history, runs[("resnet8", "off")].history
     assert [r["loss"] for r in last] == pytest.approx([r["loss"] for r in nchw], rel=1e-4)
+
+
+def test_every_2d_cnn_of_the_lab_computes_the_same_channels_last():
+    """auto trains every 2-D CNN channels-last on the CPU: each one (the papers' zoo and the lab's
+    own) gives the same logits and feature maps in that layout, within float rounding, and
+    trains through it (no view that needs the default layout)."""
+    from distill_core.models.zoo import SIZES
+
+    cases = [(n, (3, 32, 32)) for n in SIZES] + [({"arch": a}, (1, 28, 28)) for a in ("cnn", "resnet", "mobile")]
+    for name, shape in cases:
+        torch.manual_seed(0)
+        model = build_model(name, shape, 10).eval()
+        x = torch.randn(2, *shape)
+        with torch.no_grad():
+            ref = model.forward_all(x)
+            model.to(memory_format=torch.channels_last)
+            got = model.forward_all(x.contiguous(memory_format=torch.channels_last))
+        for a, b in zip([ref.logits, *ref.features], [got.logits, *got.features]):
+            assert ((a - b).abs().max() / a.abs().max()).item() < 1e-5, name
+        model.train()
+        out = model.forward_all(x.contiguous(memory_format=torch.channels_last))
+        (out.logits.sum() + sum(f.sum() for f in out.features)).backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad), name
