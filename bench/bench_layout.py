@@ -5,8 +5,9 @@
 For each CNN of the zoo at the input size it is used with (digits 8x8, MNIST 28x28, CIFAR 32x32):
 the time of one training step (forward, cross-entropy, backward, fused Adam) on a batch of 64,
 in both layouts, interleaved, best of `--repeats`; then whole `train_model` runs (digits,
-cnn-large, the bench_engine teacher) with `channels_last` off and auto. The engine's "auto"
-picks channels-last for 2-D convolutional models on every device (engine/fastpath.py).
+cnn-large, the bench_engine teacher) with `channels_last` off and auto; and eval-mode logits of
+4,096 samples in both layouts. The engine's "auto" picks channels-last for 2-D convolutional
+models on every device (engine/fastpath.py), and `predict_logits` does for its inference.
 To see a CPU without AVX-512 on one that has it, run with ONEDNN_MAX_CPU_ISA=AVX2
 ATEN_CPU_CAPABILITY=avx2 (oneDNN's and ATen's kernels held to AVX2).
 """
@@ -58,6 +59,22 @@ def step_ms(arch, shape, channels_last: bool, steps: int) -> float:
     return (time.perf_counter() - start) / steps * 1e3
 
 
+@torch.inference_mode()
+def predict_s(arch, shape, channels_last: bool, n: int = 4096) -> float:
+    """Seconds for eval-mode logits of `n` samples in batches of 2048, as predict_logits runs them
+    (teacher logits, test accuracy, measuring)."""
+    torch.manual_seed(0)
+    model = build_model(arch, shape, 10).eval()
+    x = torch.randn(n, *shape)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    model(x[:64].contiguous(memory_format=fmt))
+    start = time.perf_counter()
+    for i in range(0, n, 2048):
+        model(x[i : i + 2048].contiguous(memory_format=fmt))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -82,6 +99,17 @@ def main() -> None:
                 best[cl] = min(best[cl], step_ms(arch, shape, cl, steps))
         name = arch if isinstance(arch, str) else arch["arch"]
         out.append(f"| {name} | {'x'.join(map(str, shape))} | {best[False]:.2f} | {best[True]:.2f} | {best[False] / best[True]:.2f}x |")
+        print(out[-1], flush=True)
+    out += ["", "Inference (eval-mode logits of 4,096 samples in batches of 2,048, as `predict_logits` computes a "
+            "teacher's logits and a test accuracy):", "",
+            "| model | input | NCHW (s) | channels-last (s) | channels-last faster by |", "|---|---|---:|---:|---:|"]
+    for arch, shape in CASES:
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(args.repeats):
+            for cl in (False, True):
+                best[cl] = min(best[cl], predict_s(arch, shape, cl))
+        name = arch if isinstance(arch, str) else arch["arch"]
+        out.append(f"| {name} | {'x'.join(map(str, shape))} | {best[False]:.3f} | {best[True]:.3f} | {best[False] / best[True]:.2f}x |")
         print(out[-1], flush=True)
     data = load_dataset("digits")
     runs = {}

@@ -181,3 +181,21 @@ def test_every_2d_cnn_of_the_lab_computes_the_same_channels_last():
         out = model.forward_all(x.contiguous(memory_format=torch.channels_last))
         (out.logits.sum() + sum(f.sum() for f in out.features)).backward()
         assert all(p.grad is not None for p in model.parameters() if p.requires_grad), name
+
+
+def test_predict_logits_runs_a_2d_cnn_channels_last_and_hands_it_back_in_the_default_layout():
+    from distill_core.evaluate import predict_logits
+
+    torch.manual_seed(0)
+    model = build_model("resnet8", (3, 8, 8), 10)
+    x = torch.randn(20, 3, 8, 8)
+    with torch.no_grad():
+        ref = model.eval()(x)
+    calls = []
+    model.register_forward_pre_hook(lambda m, args: calls.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    got = predict_logits(model, x, batch_size=8)
+    assert calls == [True, True, True]  # three batches, each channels-last
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-6)
+    assert all(p.is_contiguous() for p in model.parameters())  # exports and checkpoints expect it
+    mlp = build_model({"arch": "mlp", "hidden": [8]}, (3, 8, 8), 10)
+    assert predict_logits(mlp, x).shape == (20, 10)
