@@ -7,9 +7,9 @@ and first-use costs in the background (ui/warmup.py), so the first visitor does 
 """
 import streamlit as st
 
-if __name__ != "__main__":  # imported by `streamlit run` (or uvicorn): the server
-    from ui import warmup
+from ui import warmup
 
+if __name__ != "__main__":  # imported by `streamlit run` (or uvicorn): the server
     app = st.App(__file__, lifespan=warmup.lifespan)
 else:  # a visit
     # Each page's address is its file name (/new_experiment, /run_detail?run=12): a first visit to
@@ -28,6 +28,4 @@ else:  # a visit
     try:
         st.navigation(pages).run()
     finally:  # also when the page stops or reruns (Streamlit raises to do that)
-        from ui import warmup
-
         warmup.page_drawn()  # the server's background warm-up waits for the first page (ui/warmup.py)

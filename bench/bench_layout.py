@@ -75,6 +75,22 @@ def predict_s(arch, shape, channels_last: bool, n: int = 4096) -> float:
     return time.perf_counter() - start
 
 
+def layout_table(time_it, repeats: int, unit: str, fmt: str) -> list[str]:
+    """A Markdown table of `time_it(arch, shape, channels_last)` for every case in both layouts,
+    interleaved, best of `repeats`; each row is printed as it is measured."""
+    rows = [f"| model | input | NCHW ({unit}) | channels-last ({unit}) | channels-last faster by |", "|---|---|---:|---:|---:|"]
+    for arch, shape in CASES:
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(repeats):
+            for cl in (False, True):
+                best[cl] = min(best[cl], time_it(arch, shape, cl))
+        name = arch if isinstance(arch, str) else arch["arch"]
+        rows.append(f"| {name} | {'x'.join(map(str, shape))} | {fmt.format(best[False])} | {fmt.format(best[True])} | "
+                    f"{best[False] / best[True]:.2f}x |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -89,28 +105,12 @@ def main() -> None:
            + (f" with ONEDNN_MAX_CPU_ISA={isa} ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY', '')}" if isa else "")
            + f". Machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
            f"{platform.python_version()}; {args.threads} torch thread(s); best of {args.repeats} interleaved repeats; "
-           f"1-minute load average {os.getloadavg()[0]:.1f} at the start.", "",
-           "| model | input | NCHW (ms/step) | channels-last (ms/step) | channels-last faster by |", "|---|---|---:|---:|---:|"]
-    for arch, shape in CASES:
-        steps = 30 if shape[-1] < 16 else 8
-        best = {False: float("inf"), True: float("inf")}
-        for _ in range(args.repeats):
-            for cl in (False, True):
-                best[cl] = min(best[cl], step_ms(arch, shape, cl, steps))
-        name = arch if isinstance(arch, str) else arch["arch"]
-        out.append(f"| {name} | {'x'.join(map(str, shape))} | {best[False]:.2f} | {best[True]:.2f} | {best[False] / best[True]:.2f}x |")
-        print(out[-1], flush=True)
+           f"1-minute load average {os.getloadavg()[0]:.1f} at the start.", ""]
+    out += layout_table(lambda arch, shape, cl: step_ms(arch, shape, cl, 30 if shape[-1] < 16 else 8),
+                        args.repeats, "ms/step", "{:.2f}")
     out += ["", "Inference (eval-mode logits of 4,096 samples in batches of 2,048, as `predict_logits` computes a "
-            "teacher's logits and a test accuracy):", "",
-            "| model | input | NCHW (s) | channels-last (s) | channels-last faster by |", "|---|---|---:|---:|---:|"]
-    for arch, shape in CASES:
-        best = {False: float("inf"), True: float("inf")}
-        for _ in range(args.repeats):
-            for cl in (False, True):
-                best[cl] = min(best[cl], predict_s(arch, shape, cl))
-        name = arch if isinstance(arch, str) else arch["arch"]
-        out.append(f"| {name} | {'x'.join(map(str, shape))} | {best[False]:.3f} | {best[True]:.3f} | {best[False] / best[True]:.2f}x |")
-        print(out[-1], flush=True)
+            "teacher's logits and a test accuracy):", ""]
+    out += layout_table(predict_s, args.repeats, "s", "{:.3f}")
     data = load_dataset("digits")
     runs = {}
     for _ in range(args.repeats):

@@ -534,7 +534,6 @@ def test_the_background_warm_up_waits_for_the_first_page(monkeypatch):
     """ui/warmup.py's background work starts once a page is drawn (app.py calls page_drawn after
     the page's script), not beside the first page, or after FIRST_VISIT_WAIT with no visit."""
     import threading
-    import time
 
     from ui import warmup
 
@@ -553,8 +552,10 @@ def test_the_background_warm_up_waits_for_the_first_page(monkeypatch):
 
 
 def test_app_tells_the_warm_up_when_its_page_is_drawn(empty, monkeypatch):
+    import threading
+
     from ui import warmup
 
-    monkeypatch.setattr(warmup, "_first_page", __import__("threading").Event())
+    monkeypatch.setattr(warmup, "_first_page", threading.Event())
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception and warmup._first_page.is_set()
