@@ -15,10 +15,11 @@ kernel fused:
     still int8 in the file (Cast x scale, folded as ONNX Runtime loads the model): with 1 input
     channel (digits, MNIST) ONNX Runtime's int8 convolution is slower than fp32's, padded or not,
     and at batch 256 this block decides whether cnn-small's int8 beats fp32. It changes what is
-    computed (the input is not quantised), so it is kept only if the outputs are no further from
-    the fp32 model's (static int8; QAD, which simulates the int8 input, does not get it);
+    computed (the input is not quantised), so it is kept only if the outputs stay as close to the
+    fp32 model's (its predicted class as often, the mean difference at most a tenth larger: see
+    `_no_further_from_fp32`; static int8 only: QAD, which simulates the int8 input, does not get it);
   - likewise the output: no QuantizeLinear / DequantizeLinear after the last Gemm, whose int8
-    kernel then gives float logits (one kernel less at batch 1), kept if no further from fp32;
+    kernel then gives float logits (one kernel less at batch 1), kept on the same condition;
   - otherwise, a convolution whose input has a channel count that is not a multiple of 4 (the first layer:
     1 channel for digits and MNIST, 3 for CIFAR) gets zero channels added, its input padded
     by a Pad node: ONNX Runtime's fast int8 convolution needs channels in fours, and without
@@ -327,7 +328,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     unfused in the graph ONNX Runtime optimises (fewer int8 kernels would be slower, with outputs
     that can still be identical). The float first block and the float output change what is
     computed (the input, the logits no longer quantised): they are tried only with the `fp32`
-    model to compare with, and kept only if the outputs come no further from fp32's
+    model to compare with, and kept only if the outputs stay about as close to fp32's
     (`_no_further_from_fp32`).
     Returns the edits made."""
     import onnx
@@ -373,13 +374,24 @@ def _no_worse(got: np.ndarray, want: np.ndarray, reference: np.ndarray) -> bool:
     return bool(closer and agree(got) >= agree(want))
 
 
-def _no_further_from_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray) -> bool:
-    """Whether outputs `got` are as close to the fp32 model's as `want`: mean absolute difference
-    no larger, and fp32's predicted class on as many samples."""
+SPEED_EDIT_TOLERANCE = 0.10
+
+
+def _no_further_from_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray,
+                          tolerance: float = SPEED_EDIT_TOLERANCE) -> bool:
+    """Whether outputs `got` are about as close to the fp32 model's as `want`: fp32's predicted
+    class on as many samples, and a mean absolute difference at most `tolerance` (a tenth) larger.
+    Taking a quantisation step out does not always bring the logits closer to fp32's: the later
+    layers' scales were calibrated with it in place, and the errors partly cancel. On digits' CNN
+    students the float first block moved the mean difference by -8% to +7% on the 128 check
+    samples, the sign set by each seed's weights, and changed no predicted class; a strict
+    comparison made the choice (and with it int8's latency) a coin toss between nearly equal errors.
+    A tenth bounds what these edits, which exist for speed, may cost."""
     if got.shape != fp32.shape or got.ndim != 2:
         return False
     agree = lambda y: int((y.argmax(1) == fp32.argmax(1)).sum())  # noqa: E731
-    return bool(np.abs(got - fp32).mean() <= np.abs(want - fp32).mean() and agree(got) >= agree(want))
+    far = lambda y: float(np.abs(y - fp32).mean())  # noqa: E731
+    return bool(far(got) <= (1 + tolerance) * far(want) and agree(got) >= agree(want))
 
 
 def _run(model, x: np.ndarray) -> tuple[np.ndarray, int]:
