@@ -108,6 +108,8 @@ def test_deployable_cnn_small_is_under_30_percent_of_fp32_and_its_edits_keep_wha
     assert q["edits"][-1] == EDITS[-1][0]
     assert q["bytes"] < 0.30 * fp32["bytes"], (q["bytes"], fp32["bytes"], q["bytes"] / fp32["bytes"], q["edits"])
     got = _ort(q["path"], x)
+    # the float first block and output keep within a tenth of the unedited file's distance from fp32
+    # on the check samples; on the test set, twice that leaves room for which samples were checked
     assert np.abs(got - fp32_out).mean() <= (1 + 2 * SPEED_EDIT_TOLERANCE) * np.abs(fused_raw - fp32_out).mean()
     assert (got.argmax(1) == fp32_out.argmax(1)).mean() >= (fused_raw.argmax(1) == fp32_out.argmax(1)).mean()
     if FLOAT_FIRST in q["edits"]:
