@@ -22,8 +22,8 @@ from distill_core.evaluate import predict_logits
 from distill_core.measure import export as export_mod
 from distill_core.measure import measure_run, measure_settings
 from distill_core.measure.export import export_onnx, fold_batchnorm, unfold_batchnorm, float_state
-from distill_core.measure.int8 import (EDITS, FLOAT_FIRST, FLOAT_OUTPUT, SPEED_EDIT_TOLERANCE, _no_further_from_fp32, _reference,
-                                      calibrated_qdq, calibration_sample, deployable, quantize_static_qdq)
+from distill_core.measure.int8 import (EDITS, FLOAT_FIRST, FLOAT_OUTPUT, SPEED_EDIT_TOLERANCE, _about_as_close_to_fp32,
+                                      _reference, calibrated_qdq, calibration_sample, deployable, quantize_static_qdq)
 from distill_core.measure.latency import ort_predict, ort_session
 from distill_core.measure.qad import prepare
 from distill_core.methods import make_method
@@ -150,13 +150,13 @@ def test_a_speed_edit_may_bring_the_logits_a_little_further_from_fp32_but_never_
     fp32[np.arange(128), rng.integers(0, 10, 128)] += 5  # a clear class per sample
     noise = rng.normal(size=fp32.shape).astype(np.float32) * 0.1
     want = fp32 + noise
-    assert _no_further_from_fp32(fp32 + 0.5 * noise, want, fp32)  # closer
-    assert _no_further_from_fp32(fp32 + 1.05 * noise, want, fp32)  # 5% further: within a tenth
-    assert not _no_further_from_fp32(fp32 + 1.2 * noise, want, fp32)  # 20% further
+    assert _about_as_close_to_fp32(fp32 + 0.5 * noise, want, fp32)  # closer
+    assert _about_as_close_to_fp32(fp32 + 1.05 * noise, want, fp32)  # 5% further: within a tenth
+    assert not _about_as_close_to_fp32(fp32 + 1.2 * noise, want, fp32)  # 20% further
     flipped = fp32 + 0.5 * noise
     flipped[0] = fp32[0] - 10 * (fp32[0] == fp32[0].max())  # one sample's class changes
-    assert not _no_further_from_fp32(flipped, want, fp32)
-    assert not _no_further_from_fp32(fp32[:, :5], want[:, :5], fp32)  # another shape
+    assert not _about_as_close_to_fp32(flipped, want, fp32)
+    assert not _about_as_close_to_fp32(fp32[:, :5], want[:, :5], fp32)  # another shape
 
 
 ZOO = [({"arch": "resnet-cifar", "depth": 8, "widths": [8, 8, 16, 16]}), ({"arch": "wrn", "depth": 10, "widen": 1}),

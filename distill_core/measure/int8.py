@@ -17,7 +17,7 @@ kernel fused:
     and at batch 256 this block decides whether cnn-small's int8 beats fp32. It changes what is
     computed (the input is not quantised), so it is kept only if the outputs stay as close to the
     fp32 model's (its predicted class as often, the mean difference at most a tenth larger: see
-    `_no_further_from_fp32`; static int8 only: QAD, which simulates the int8 input, does not get it);
+    `_about_as_close_to_fp32`; static int8 only: QAD, which simulates the int8 input, does not get it);
   - likewise the output: no QuantizeLinear / DequantizeLinear after the last Gemm, whose int8
     kernel then gives float logits (one kernel less at batch 1), kept on the same condition;
   - otherwise, a convolution whose input has a channel count that is not a multiple of 4 (the first layer:
@@ -329,7 +329,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     that can still be identical). The float first block and the float output change what is
     computed (the input, the logits no longer quantised): they are tried only with the `fp32`
     model to compare with, and kept only if the outputs stay about as close to fp32's as the
-    unedited file's (`_no_further_from_fp32`).
+    unedited file's (`_about_as_close_to_fp32`).
     Returns the edits made."""
     import onnx
 
@@ -352,7 +352,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
             continue
         if fn in ("float_first_block", "float_output"):
             # measured against the unedited file, so that two such edits cannot add up their tolerances
-            same = got.shape == want.shape and _no_further_from_fp32(got, unedited, fp32_out)
+            same = got.shape == want.shape and _about_as_close_to_fp32(got, unedited, fp32_out)
         else:
             same = got.shape == want.shape and (np.array_equal(got, want) or _no_worse(got, want, reference))
         if same and left <= unfused:
@@ -379,8 +379,8 @@ def _no_worse(got: np.ndarray, want: np.ndarray, reference: np.ndarray) -> bool:
 SPEED_EDIT_TOLERANCE = 0.10
 
 
-def _no_further_from_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray,
-                          tolerance: float = SPEED_EDIT_TOLERANCE) -> bool:
+def _about_as_close_to_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray,
+                            tolerance: float = SPEED_EDIT_TOLERANCE) -> bool:
     """Whether outputs `got` are about as close to the fp32 model's as `want`: fp32's predicted
     class on as many samples, and a mean absolute difference at most `tolerance` (a tenth) larger.
     Taking a quantisation step out does not always bring the logits closer to fp32's: the later
