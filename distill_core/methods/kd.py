@@ -59,11 +59,11 @@ def kd_loss_from_soft(student_logits: torch.Tensor, soft: tuple[torch.Tensor, to
     and repeats nothing of the teacher's: on digits its cost over cross-entropy in the training
     loop is under half kd_loss's (bench/bench_engine.py, docs/benchmarks.md "Engine")."""
     rows, teacher_part = soft
-    n, k = student_logits.shape
+    n = student_logits.shape[0]
     scale, weight = _scales(temperature, alpha, n, student_logits.device, student_logits.dtype)
     with torch.no_grad():
-        both = (student_logits[:, None, :] * scale).view(2 * n, k)  # row 2i: z_i / T, row 2i+1: z_i
-        log_probs = torch.log_softmax(both, dim=1).view(n, 2, k)
+        # (n, 2, k): [log p_s^T ; log p_s] per sample, the rows' layout
+        log_probs = torch.log_softmax(student_logits.unsqueeze(1) * scale, dim=2)
         grad = log_probs.exp().sub_(rows).mul_(weight).sum(1)
         # sum p_t^T log p_s^T and sum log p_s[y], summed in float64: the soft term is the difference
         # of two sums near -N log K, and T^2 / N magnifies what float32 would round off
