@@ -127,16 +127,23 @@ def test_cached_soft_targets_train_the_same_student_as_the_logits(home, monkeypa
     made = []
     real = type(m).soft_targets
     monkeypatch.setattr(type(m), "soft_targets", lambda self, *a: made.append(1) or real(self, *a))
+    seen = []  # what each step's loss got of the teacher: (logits given, rows given)
+    loss = type(m).loss
+    monkeypatch.setattr(type(m), "loss", lambda self, s, t, *a: seen.append((t.logits is not None, t.soft is not None))
+                        or loss(self, s, t, *a))
     settings = train_settings({**TINY, "optimizer": "sgd", "lr": 0.05})  # SGD: a gradient off by a factor shows
-    results = {}
+    results, given = {}, {}
     for path in ("soft", "logits"):
         if path == "logits":
             monkeypatch.setattr(type(m), "soft_targets", Method.soft_targets)
         torch.manual_seed(0)
         student = teachers.build(runs[1], data)
+        seen.clear()
         r = train_model(student, data, settings, m, teacher=got.model, teacher_logits=got.logits["train"], seed=0)
-        results[path] = (student.state_dict(), r.history)
+        results[path], given[path] = (student.state_dict(), r.history), set(seen)
     assert made == [1]  # once per run, not per step
+    # the rows instead of the logits (no batch of logits gathered for nothing), or the logits alone
+    assert given == {"soft": {(False, True)}, "logits": {(True, False)}}
     for key, w in results["soft"][0].items():
         torch.testing.assert_close(w, results["logits"][0][key], rtol=0, atol=1e-5)
     for a, b in zip(results["soft"][1], results["logits"][1]):

@@ -157,8 +157,9 @@ def train_model(
             t_out = None
             if method.uses_teacher:
                 if use_cache:
-                    t_out = ModelOutput(teacher_logits.index_select(0, idx), None, [],
-                                        None if soft is None else tuple(t.index_select(0, idx) for t in soft))
+                    # the method's rows when it derived them from the logits (it reads only those), else the logits
+                    t_out = (ModelOutput(teacher_logits.index_select(0, idx), None, []) if soft is None else
+                             ModelOutput(None, None, [], tuple(t.index_select(0, idx) for t in soft)))
                 else:
                     with torch.no_grad(), t_watch.time():
                         xt = xb.to(accel.dtype) if accel.teacher_dtype != "fp32" else xb

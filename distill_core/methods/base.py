@@ -117,7 +117,8 @@ class Method:
     def soft_targets(self, teacher_logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         """Per-sample tensors derived once from a cached teacher's logits on the whole training
         split (and its labels), when they save work in every step; the engine hands each batch its
-        rows as `teacher.soft`. None (the default): the loss reads the logits."""
+        rows as `teacher.soft`, and then no logits (`teacher.logits` is None: the loss reads the rows
+        only). None (the default): the loss reads the logits."""
         return None
 
     def loss(self, student: ModelOutput, teacher: ModelOutput | None, targets: torch.Tensor,

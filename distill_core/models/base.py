@@ -15,11 +15,12 @@ from torch import nn
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor
+    logits: torch.Tensor | None  # None only beside `soft`
     embedding: torch.Tensor  # (N, D) penultimate representation
     features: list[torch.Tensor]  # each stage's output: (N, C), (N, C, L) or (N, C, H, W)
     # A cached teacher's only: this batch's rows of what the method derived once from the cached
-    # logits of the whole training split (Method.soft_targets); None otherwise.
+    # logits of the whole training split (Method.soft_targets), given instead of its logits (the
+    # method reads only these); None otherwise.
     soft: tuple[torch.Tensor, ...] | None = None
 
 
