@@ -214,7 +214,8 @@ def report(mach: dict, tables: dict, outliers: list[dict], seeds: list[int], rou
              "quantize_static, QDQ, int8 weights per channel, uint8 activations, MinMax on 256 seeded training samples, "
              "then made deployable (the first convolution and its pooling in float, its weights int8 in the file, "
              "where as close to fp32 (its class as often, the mean difference at most a tenth larger), else its "
-             "input channels padded to 4; float logits from the last Gemm on the same condition; biases in float, MaxPool and Flatten on the quantised tensor, default attributes, "
+             "input channels padded to 4; float logits from the last Gemm on the same condition; biases in float, "
+             "MaxPool and Flatten on the quantised tensor, default attributes, "
              "zero zero points and unread fields dropped, names shortened; the edits of the first seed's file: "
              + "; ".join(_edits(tables)) + "). Latency: best of "
              f"{rounds} interleaved rounds of a median, batch 1 and batch 256, the deployed files of the first seed.", ""]

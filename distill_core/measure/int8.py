@@ -379,10 +379,10 @@ def _no_worse(got: np.ndarray, want: np.ndarray, reference: np.ndarray) -> bool:
 SPEED_EDIT_TOLERANCE = 0.10
 
 
-def _about_as_close_to_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray,
-                            tolerance: float = SPEED_EDIT_TOLERANCE) -> bool:
+def _about_as_close_to_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray) -> bool:
     """Whether outputs `got` are about as close to the fp32 model's as `want`: fp32's predicted
-    class on as many samples, and a mean absolute difference at most `tolerance` (a tenth) larger.
+    class on as many samples, and a mean absolute difference at most SPEED_EDIT_TOLERANCE (a
+    tenth) larger.
     Taking a quantisation step out does not always bring the logits closer to fp32's: the later
     layers' scales were calibrated with it in place, and the errors partly cancel. On digits' CNN
     students the float first block moved the mean difference by -9% to +7% on the 128 check
@@ -393,7 +393,7 @@ def _about_as_close_to_fp32(got: np.ndarray, want: np.ndarray, fp32: np.ndarray,
         return False
     agree = lambda y: int((y.argmax(1) == fp32.argmax(1)).sum())  # noqa: E731
     far = lambda y: float(np.abs(y - fp32).mean())  # noqa: E731
-    return bool(far(got) <= (1 + tolerance) * far(want) and agree(got) >= agree(want))
+    return bool(far(got) <= (1 + SPEED_EDIT_TOLERANCE) * far(want) and agree(got) >= agree(want))
 
 
 def _run(model, x: np.ndarray) -> tuple[np.ndarray, int]:
