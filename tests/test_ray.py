@@ -129,6 +129,42 @@ def test_a_weight_file_is_read_from_its_copy_when_the_original_is_gone(tmp_path)
     assert files.locate(original, sha) == original  # outside the block, the path is the path again
 
 
+def test_a_task_that_ended_is_landed_without_waiting_for_the_others(tmp_path):
+    """The driver lands a finished run at once, whatever its other runs are doing: each run's
+    wait is a worker left idle (the stand-in keeps `ray.wait`'s contract: it returns when
+    `num_returns` refs are ready, or at the timeout)."""
+    pytest.importorskip("ray")
+    from distill_core.jobs.ray_executor import RayExecutor
+
+    class Ref:
+        def __init__(self, ready):
+            self.ready = ready
+
+    class StandIn:
+        exceptions = require_ray().exceptions
+
+        def wait(self, refs, num_returns, timeout):
+            ready = [r for r in refs if r.ready][:num_returns]
+            if len(ready) < num_returns:
+                time.sleep(timeout)
+            return ready, [r for r in refs if r not in ready]
+
+        def get(self, ref):
+            return {"status": DONE}
+
+    ex = RayExecutor(tmp_path / "home", log=None)
+    ex.ray = StandIn()
+    landed = []
+    ex._drain = lambda: None
+    ex._land = lambda flight, out: landed.append(flight)
+    ended, running = Ref(True), Ref(False)
+    ex.inflight = {running: "still training", ended: "done"}
+    t0 = time.monotonic()
+    ex._collect(timeout=3.0)
+    assert landed == ["done"] and list(ex.inflight.values()) == ["still training"]
+    assert time.monotonic() - t0 < 1.0
+
+
 def test_a_store_of_the_first_schema_gains_the_later_columns(tmp_path):
     import sqlite3
 

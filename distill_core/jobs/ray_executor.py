@@ -501,9 +501,13 @@ class RayExecutor(Executor):
         if not self.inflight:
             self._stopping.wait(timeout)
             return
-        ready, _ = self.ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=timeout)
+        # the first task to end returns at once (asking for all of them would wait out the timeout
+        # whenever one is still running), then every other that has ended too
+        ready, rest = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
         if not ready:
             return
+        if rest:
+            ready += self.ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         self._drain()  # the last events of a run reach the store before its end does
         exc_types = self.ray.exceptions
         for ref in ready:
