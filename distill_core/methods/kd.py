@@ -31,12 +31,12 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 def kd_soft_targets(teacher_logits: torch.Tensor, targets: torch.Tensor, temperature: float
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """What the KD loss needs of each training sample's teacher and label, computed once when the
-    teacher's logits are cached: rows (N, 2, K) = [p_t^T ; onehot(y)], and sum_k p_t^T log p_t^T
-    (N,), in float64, the teacher's part of the KL."""
+    teacher's logits are cached: rows (N, 2, K) = [p_t^T ; onehot(y)], and (N, 2, K) =
+    [log p_t^T ; 0], the teacher's side of both terms' log-ratios (cross-entropy has none)."""
     with torch.no_grad():
-        p = torch.softmax(teacher_logits * (1.0 / temperature), dim=1)
-        onehot = F.one_hot(targets, p.shape[1]).to(p.dtype)
-        return torch.stack([p, onehot], dim=1), torch.special.xlogy(p, p).sum(1, dtype=torch.float64)
+        log_p = torch.log_softmax(teacher_logits * (1.0 / temperature), dim=1)
+        onehot = F.one_hot(targets, log_p.shape[1]).to(log_p.dtype)
+        return torch.stack([log_p.exp(), onehot], dim=1), torch.stack([log_p, torch.zeros_like(log_p)], dim=1)
 
 
 @lru_cache(maxsize=64)
@@ -58,19 +58,19 @@ def kd_loss_from_soft(student_logits: torch.Tensor, soft: tuple[torch.Tensor, to
     Equal to kd_loss within float rounding (tests/test_methods.py). It records nothing for autograd
     and repeats nothing of the teacher's: on digits its cost over cross-entropy in the training
     loop is under half kd_loss's (bench/bench_engine.py, docs/benchmarks.md "Engine")."""
-    rows, teacher_part = soft
+    rows, teacher_logs = soft
     n = student_logits.shape[0]
     scale, weight = _scales(temperature, alpha, n, student_logits.device, student_logits.dtype)
     with torch.no_grad():
         # (n, 2, k): [log p_s^T ; log p_s] per sample, the rows' layout
         log_probs = torch.log_softmax(student_logits.unsqueeze(1) * scale, dim=2)
         grad = log_probs.exp().sub_(rows).mul_(weight).sum(1)
-        # sum p_t^T log p_s^T and sum log p_s[y], summed in float64: the soft term is the difference
-        # of two sums near -N log K, and T^2 / N magnifies what float32 would round off
-        cross, log_true = (log_probs * rows).sum((0, 2), dtype=torch.float64).tolist()
-        own = teacher_part.sum().item()
-    soft_term = temperature * temperature * (own - cross) / n
-    hard = -log_true / n
+        # both terms in one sum of the rows times log-ratios: sum p_t^T (log p_t^T - log p_s^T),
+        # the KL, summed as small terms (not as the difference of two sums near -N log K, which
+        # T^2 / N would magnify), and sum onehot (0 - log p_s), the cross-entropy
+        kl, ce = (rows * (teacher_logs - log_probs)).sum((0, 2)).tolist()
+    soft_term = temperature * temperature * kl / n
+    hard = ce / n
     return LogitsGradient(alpha * soft_term + (1 - alpha) * hard, grad), soft_term, hard
 
 
