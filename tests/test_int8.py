@@ -22,8 +22,10 @@ from distill_core.evaluate import predict_logits
 from distill_core.measure import export as export_mod
 from distill_core.measure import measure_run, measure_settings
 from distill_core.measure.export import export_onnx, fold_batchnorm, unfold_batchnorm, float_state
-from distill_core.measure.int8 import (EDITS, FLOAT_FIRST, FLOAT_OUTPUT, SPEED_EDIT_TOLERANCE, _about_as_close_to_fp32,
-                                      _reference, calibrated_qdq, calibration_sample, deployable, quantize_static_qdq)
+from distill_core.measure.int8 import (EDITS, FLOAT_FIRST, FLOAT_OUTPUT, POOLING_IN_CLASSIFIER, SPEED_EDIT_TOLERANCE,
+                                      SPEED_EDITS, _about_as_close_to_fp32, _reference, calibrated_qdq,
+                                      calibration_sample, deployable, float_output, pooling_in_classifier,
+                                      quantize_static_qdq)
 from distill_core.measure.latency import ort_predict, ort_session
 from distill_core.measure.qad import prepare
 from distill_core.methods import make_method
@@ -129,7 +131,7 @@ def test_deployable_cnn_small_is_under_30_percent_of_fp32_and_its_edits_keep_wha
         assert not any(n.name or n.HasField("doc_string") for n in g.node)
 
     edits = deployable(tmp_path / "raw.onnx", tmp_path / "d.onnx", calib)  # no fp32: QAD's call
-    assert edits == [name for name, _ in EDITS if name not in (FLOAT_FIRST, FLOAT_OUTPUT)], edits
+    assert edits == [name for name, fn in EDITS if fn not in SPEED_EDITS], edits
     assert (tmp_path / "d.onnx").stat().st_size < 0.30 * fp32["bytes"]
     deployed = onnx.load(str(tmp_path / "d.onnx"))
     got = _reference(deployed, x)  # the function the graph defines, each operator in float
@@ -142,6 +144,51 @@ def test_deployable_cnn_small_is_under_30_percent_of_fp32_and_its_edits_keep_wha
     for n in deployed.graph.node:
         if n.op_type in ("Conv", "Gemm"):
             assert n.input[2] in {i.name for i in deployed.graph.initializer}
+
+
+def _kernels(path) -> list[str]:
+    """The operators of the graph ONNX Runtime runs for the file at `path`."""
+    optimised = path.with_suffix(".opt.onnx")
+    ort_session(path, 1, optimised_path=optimised)
+    return [n.op_type for n in onnx.load(str(optimised)).graph.node]
+
+
+def test_pooling_folds_into_the_classifier_on_small_maps_only(tmp_path):
+    """On a 4 x 4 map (digits' cnn-small) the Gemm reads the quantised map with its weights
+    repeated over the positions: the function of the graph with the pooled features left in float
+    (the one rounding the fold takes out), and fewer kernels in ONNX Runtime. On an 8 x 8 map
+    (16 x 16 inputs) the graph is left as it was."""
+    data = load_data({"name": "digits"})
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("cnn-small", data.info.input_shape, data.info.num_classes))
+    fp32 = export_onnx(model, data.x_test[:2], tmp_path / "m.onnx", data.x_test[:64], exporter="torchscript")
+    calibrated_qdq(fp32["path"], tmp_path / "raw.onnx", calibration_sample(data.x_train, 128, seed=0))
+    raw = onnx.load(str(tmp_path / "raw.onnx"))
+    assert float_output(raw)  # logits compared before their rounding to uint8
+    onnx.save(raw, str(tmp_path / "raw.onnx"))
+    folded = copy.deepcopy(raw)
+    assert pooling_in_classifier(folded)
+    assert "GlobalAveragePool" not in {n.op_type for n in folded.graph.node}
+    # the unedited graph with the pooled features in float: the Gemm reads Flatten(pooling)
+    pooled_in_float = copy.deepcopy(raw)
+    g = pooled_in_float.graph
+    pool = next(n for n in g.node if n.op_type == "GlobalAveragePool")
+    gemm = next(n for n in g.node if n.op_type == "Gemm")
+    g.node.insert(list(g.node).index(gemm), onnx.helper.make_node("Flatten", [pool.output[0]], ["pooled_flat"], axis=1))
+    gemm.input[0] = "pooled_flat"
+    x = data.x_test[:256].numpy()
+    want, rounded, got = _reference(pooled_in_float, x), _reference(raw, x), _reference(folded, x)
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())  # the bias at its new scale
+    assert np.abs(rounded - want).max() > 10 * np.abs(got - want).max()  # the rounding it took out
+    onnx.save(folded, str(tmp_path / "folded.onnx"))
+    assert len(_kernels(tmp_path / "folded.onnx")) < len(_kernels(tmp_path / "raw.onnx"))
+    assert "QLinearGlobalAveragePool" not in _kernels(tmp_path / "folded.onnx")
+
+    big = _randomise_bn(build_model("cnn-small", (1, 16, 16), data.info.num_classes))
+    fp32 = export_onnx(big, torch.randn(2, 1, 16, 16), tmp_path / "big.onnx", torch.randn(8, 1, 16, 16),
+                       exporter="torchscript")
+    calibrated_qdq(fp32["path"], tmp_path / "big_raw.onnx", np.random.default_rng(0).normal(size=(64, 1, 16, 16)).astype(np.float32))
+    assert not pooling_in_classifier(onnx.load(str(tmp_path / "big_raw.onnx")))
 
 
 def test_a_speed_edit_may_bring_the_logits_a_little_further_from_fp32_but_never_change_a_class():

@@ -20,6 +20,8 @@ kernel fused:
     `_about_as_close_to_fp32`; static int8 only: QAD, which simulates the int8 input, does not get it);
   - likewise the output: no QuantizeLinear / DequantizeLinear after the last Gemm, whose int8
     kernel then gives float logits (one kernel less at batch 1), kept on the same condition;
+  - and, on maps of at most 16 positions, the global average pooling folded into that Gemm
+    (`pooling_in_classifier`: two kernels fewer, the pooled features not rounded), on the same condition;
   - otherwise, a convolution whose input has a channel count that is not a multiple of 4 (the first layer:
     1 channel for digits and MNIST, 3 for CIFAR) gets zero channels added, its input padded
     by a Pad node: ONNX Runtime's fast int8 convolution needs channels in fours, and without
@@ -309,8 +311,10 @@ def int8_friendly(src: str | Path, dst: str | Path) -> list[str]:
 
 FLOAT_FIRST = "the first convolution (and its pooling) in float, its weights stored int8"
 FLOAT_OUTPUT = "float output (the last layer's int8 kernel gives its float result)"
+POOLING_IN_CLASSIFIER = "global average pooling folded into the classifier (on maps of at most 16 positions)"
 EDITS = ((FLOAT_FIRST, "float_first_block"),
          (FLOAT_OUTPUT, "float_output"),
+         (POOLING_IN_CLASSIFIER, "pooling_in_classifier"),
          ("input channels padded to a multiple of 4", "pad_input_channels"),
          ("biases in float (ONNX Runtime quantises them as it loads the model)", "float_biases"),
          ("MaxPool and Flatten read the quantised tensor", "quantised_data_movement"),
@@ -320,16 +324,20 @@ EDITS = ((FLOAT_FIRST, "float_first_block"),
          ("names shortened, unread fields dropped", "compact"))
 
 
+# The edits that change what is computed (a rounding step out), for speed: kept on `_about_as_close_to_fp32`.
+SPEED_EDITS = ("float_first_block", "float_output", "pooling_in_classifier")
+
+
 def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | Path | None = None) -> list[str]:
     """Write `src` to `dst` with the first convolutions' input channels padded to fours and the
     file compacted. Each edit is kept only if ONNX Runtime's outputs on `check` stay identical
     (or, for an edit that changes which int8 kernel runs, come no further from what the QDQ graph
     defines: see `_no_worse`) and it leaves no more QuantizeLinear / DequantizeLinear nodes
     unfused in the graph ONNX Runtime optimises (fewer int8 kernels would be slower, with outputs
-    that can still be identical). The float first block and the float output change what is
-    computed (the input, the logits no longer quantised): they are tried only with the `fp32`
-    model to compare with, and kept only if the outputs stay about as close to fp32's as the
-    unedited file's (`_about_as_close_to_fp32`).
+    that can still be identical). The SPEED_EDITS change what is computed (the input, the logits,
+    the pooled features no longer quantised): they are tried only with the `fp32` model to compare
+    with, and kept only if the outputs stay about as close to fp32's as the unedited file's
+    (`_about_as_close_to_fp32`).
     Returns the edits made."""
     import onnx
 
@@ -340,7 +348,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     fp32_out = ort_predict(ort_session(fp32, 1), check) if fp32 is not None else None
     edits = []
     for name, fn in EDITS:
-        if fn in ("float_first_block", "float_output") and fp32_out is None:
+        if fn in SPEED_EDITS and fp32_out is None:
             continue
         trial = onnx.ModelProto()
         trial.CopyFrom(model)
@@ -350,7 +358,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
             got, left = _run(trial, check)
         except Exception:  # an edit ONNX Runtime refuses is simply not made
             continue
-        if fn in ("float_first_block", "float_output"):
+        if fn in SPEED_EDITS:
             # measured against the unedited file, so that two such edits cannot add up their tolerances
             same = got.shape == want.shape and _about_as_close_to_fp32(got, unedited, fp32_out)
         else:
@@ -515,6 +523,86 @@ def float_output(model) -> bool:
     g.node.remove(dq)
     for v in [v for v in g.value_info if v.name == g.output[0].name]:
         g.value_info.remove(v)
+    _drop_unused(g)
+    return True
+
+
+POOLED_POSITIONS_MAX = 16
+
+
+def pooling_in_classifier(model) -> bool:
+    """Fold a global average pooling into the Gemm after it: the Gemm reads the quantised map
+    itself, flattened channels-last, with its int8 weights repeated over the H x W positions and
+    the input's scale divided by H x W (the same function, less the pooled features' rounding to
+    uint8). The repeat is a Tile of the weights that ONNX Runtime folds as it loads the model (the
+    file keeps the small tensor), and the Transpose to channels-last cancels the one ONNX Runtime
+    puts after its channels-last int8 convolution, so the pooling, a Transpose and a
+    QuantizeLinear / DequantizeLinear pair leave the graph: on digits' 4 x 4 maps cnn-small's
+    batch-1 int8 ran in 8 kernels instead of 10 (docs/benchmarks.md, int8). Only where the map has at
+    most POOLED_POSITIONS_MAX positions: the classifier's work grows by H x W."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    made, users = _producers(g), _consumers(g)
+    inits = {i.name: i for i in g.initializer}
+    arr = lambda name: numpy_helper.to_array(inits[name])  # noqa: E731
+    attrs = lambda n: {a.name: helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    gemms = [n for n in g.node if n.op_type == "Gemm"]
+    if len(gemms) != 1 or attrs(gemms[0]).get("transA", 0) or attrs(gemms[0]).get("transB", 0) != 1:
+        return False
+    gemm = gemms[0]
+    node = made.get(gemm.input[0])  # back from the Gemm's input to the pooling, one reader each
+    while node is not None and node.op_type in ("DequantizeLinear", "QuantizeLinear", "Flatten") \
+            and len(users.get(node.output[0], [])) == 1:
+        node = made.get(node.input[0])
+    pool = node
+    if pool is None or pool.op_type != "GlobalAveragePool" or len(users.get(pool.output[0], [])) != 1:
+        return False
+    x_dq, w_dq = made.get(pool.input[0]), made.get(gemm.input[1])
+    if not (x_dq and x_dq.op_type == "DequantizeLinear" and all(i in inits for i in x_dq.input[1:])
+            and w_dq and w_dq.op_type == "DequantizeLinear" and w_dq.input[0] in inits
+            and all(i in inits for i in w_dq.input[1:]) and attrs(w_dq).get("axis", 1) == 0):
+        return False
+    x_scale, w, w_scale = arr(x_dq.input[1]), arr(w_dq.input[0]), arr(w_dq.input[1])
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    dims = shapes.get(x_dq.input[0], [])
+    if x_scale.size != 1 or w.ndim != 2 or len(dims) != 4 or not all(dims[1:]) or w.shape[1] != dims[1]:
+        return False
+    positions = dims[2] * dims[3]
+    if positions > POOLED_POSITIONS_MAX:
+        return False
+    bias = None
+    if len(gemm.input) > 2 and gemm.input[2]:
+        b_dq = made.get(gemm.input[2])
+        if gemm.input[2] in inits:
+            bias = gemm.input[2]
+        elif b_dq is not None and b_dq.op_type == "DequantizeLinear" and b_dq.input[0] in inits \
+                and b_dq.input[1] in inits and arr(b_dq.input[0]).dtype == np.int32:
+            # int32 at the new input scale x the weights' scale, as the int8 kernel needs it
+            value = arr(b_dq.input[0]).astype(np.float64) * arr(b_dq.input[1]).astype(np.float64)
+            b_scale = (x_scale.astype(np.float64) / positions * w_scale.astype(np.float64)).astype(np.float32)
+            name = f"{b_dq.input[0]}_pooled"
+            g.initializer.extend([numpy_helper.from_array(np.round(value / b_scale).astype(np.int32), name),
+                                  numpy_helper.from_array(b_scale, name + "_scale")])
+            bias = name + "_dq"
+            g.node.insert(list(g.node).index(gemm), helper.make_node(
+                "DequantizeLinear", [name, name + "_scale"], [bias], axis=0))
+        else:
+            return False
+    x = x_dq.input[0]
+    g.initializer.extend([numpy_helper.from_array((x_scale / np.float32(positions)).astype(x_scale.dtype), f"{x}_pooled_scale"),
+                          numpy_helper.from_array(np.array([1, positions], dtype=np.int64), f"{x}_positions")])
+    new = [helper.make_node("Transpose", [x], [f"{x}_nhwc"], perm=[0, 2, 3, 1]),
+           helper.make_node("Flatten", [f"{x}_nhwc"], [f"{x}_flat"], axis=1),
+           helper.make_node("DequantizeLinear", [f"{x}_flat", f"{x}_pooled_scale", *x_dq.input[2:]], [f"{x}_features"]),
+           helper.make_node("Tile", [w_dq.input[0], f"{x}_positions"], [f"{w_dq.input[0]}_tiled"]),
+           helper.make_node("DequantizeLinear", [f"{w_dq.input[0]}_tiled", *w_dq.input[1:]], [f"{w_dq.input[0]}_tiled_dq"], axis=0)]
+    at = list(g.node).index(gemm)
+    for offset, n in enumerate(new):
+        g.node.insert(at + offset, n)
+    gemm.input[:] = [f"{x}_features", f"{w_dq.input[0]}_tiled_dq"] + ([bias] if bias else [])
     _drop_unused(g)
     return True
 
