@@ -329,16 +329,15 @@ SPEED_EDITS = ("float_first_block", "float_output", "pooling_in_classifier")
 
 
 def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | Path | None = None) -> list[str]:
-    """Write `src` to `dst` with the first convolutions' input channels padded to fours and the
-    file compacted. Each edit is kept only if ONNX Runtime's outputs on `check` stay identical
+    """Write `src` to `dst` with the EDITS that pass their checks, in their order (returned by
+    name). Each edit is kept only if ONNX Runtime's outputs on `check` stay identical
     (or, for an edit that changes which int8 kernel runs, come no further from what the QDQ graph
     defines: see `_no_worse`) and it leaves no more QuantizeLinear / DequantizeLinear nodes
     unfused in the graph ONNX Runtime optimises (fewer int8 kernels would be slower, with outputs
     that can still be identical). The SPEED_EDITS change what is computed (the input, the logits,
     the pooled features no longer quantised): they are tried only with the `fp32` model to compare
     with, and kept only if the outputs stay about as close to fp32's as the unedited file's
-    (`_about_as_close_to_fp32`).
-    Returns the edits made."""
+    (`_about_as_close_to_fp32`)."""
     import onnx
 
     model = onnx.load(str(src))
