@@ -325,6 +325,45 @@ def test_qad_recovers_what_ptq_loses_on_outlier_activations_and_deploys_what_it_
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_qad_trains_through_the_float_first_block_and_deploys_it(tmp_path, monkeypatch):
+    """QAD simulates the graph static int8 deploys, with its speed edits (the first convolution in
+    float, its weights int8 in the file; float logits): the simulation runs it as ONNX Runtime does,
+    trains that convolution's weights and float bias, and writes them back, so QAD's file has the
+    same fast first block and computes what was trained."""
+    from distill_core.measure import int8 as int8_mod
+
+    # made whatever this CPU's int8 kernels give (their check has its own test above)
+    monkeypatch.setattr(int8_mod, "_about_as_close_to_fp32", lambda got, want, fp32: True)
+    data = load_data({"name": "digits"})
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model("cnn-small", data.info.input_shape, data.info.num_classes))
+    before = copy.deepcopy(model.state_dict())
+    x = data.x_test.numpy()
+    student = prepare(model, data, tmp_path, measure_settings(FAST), seed=0)
+    assert student.edits == [FLOAT_FIRST, FLOAT_OUTPUT]
+    onnx.save(student.sim.proto, str(tmp_path / "ptq.onnx"))
+    ptq = _ort(tmp_path / "ptq.onnx", x)
+    sim = predict_logits(student.sim, data.x_test).numpy()
+    assert (sim.argmax(1) == ptq.argmax(1)).mean() >= 0.99  # simulated == ONNX Runtime, to int8 kernel rounding
+    start = {k: v.detach().clone() for k, v in student.sim.weights.items()}
+    train_model(student.sim, data, train_settings({"epochs": 2, "lr": 3e-3, "threads": 1}), make_method("qad", kd_from="start"),
+                teacher=student.start, teacher_logits=predict_logits(student.start, data.x_train))
+    first = student.sim.proto.graph.node
+    conv = next(n for n in first if n.op_type == "Conv")
+    assert conv.input[0] == student.sim.input_name  # the first convolution reads the float input ...
+    moved = {k for k, v in student.sim.weights.items() if not torch.equal(v.detach(), start[k])}
+    assert {student.sim._weight_of[conv.input[1]], student.sim._float_bias_of[conv.input[2]]} <= moved  # ... and trains
+    student.sim.write(tmp_path / "qad.raw.onnx")
+    deployable(tmp_path / "qad.raw.onnx", tmp_path / "qad.onnx", student.calibration[:128])
+    kernels = _kernels(tmp_path / "qad.onnx")
+    assert kernels[0] == "Conv" and "QLinearConv" in kernels and kernels[-1] == "QGemm", kernels  # float first, then int8
+    deployed = _ort(tmp_path / "qad.onnx", x)
+    sim = predict_logits(student.sim, data.x_test).numpy()
+    assert (deployed.argmax(1) == sim.argmax(1)).mean() >= 0.99
+    assert np.abs(deployed - sim).max() <= 1e-3 * np.abs(sim).max(), np.abs(deployed - sim).max()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the fp32 start untouched
+
+
 def test_qad_run_starts_from_the_fp32_student_run_and_never_changes_it(home):
     spec = ExperimentSpec.from_dict(dict(
         dataset="digits", teacher={"arch": "mlp", "hidden": [32]}, students=[{"arch": "mlp", "hidden": [16]}],

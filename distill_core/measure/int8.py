@@ -328,9 +328,11 @@ EDITS = ((FLOAT_FIRST, "float_first_block"),
 SPEED_EDITS = ("float_first_block", "float_output", "pooling_in_classifier")
 
 
-def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | Path | None = None) -> list[str]:
+def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | Path | None = None,
+               only: tuple[str, ...] | None = None) -> list[str]:
     """Write `src` to `dst` with the EDITS that pass their checks, in their order (returned by
-    name). Each edit is kept only if ONNX Runtime's outputs on `check` stay identical
+    name; `only`: just these, by function name, as QAD makes the speed edits it trains through
+    before the others). Each edit is kept only if ONNX Runtime's outputs on `check` stay identical
     (or, for an edit that changes which int8 kernel runs, come no further from what the QDQ graph
     defines: see `_no_worse`) and it leaves no more QuantizeLinear / DequantizeLinear nodes
     unfused in the graph ONNX Runtime optimises (fewer int8 kernels would be slower, with outputs
@@ -347,7 +349,7 @@ def deployable(src: str | Path, dst: str | Path, check: np.ndarray, fp32: str | 
     fp32_out = ort_predict(ort_session(fp32, 1), check) if fp32 is not None else None
     edits = []
     for name, fn in EDITS:
-        if fn in SPEED_EDITS and fp32_out is None:
+        if (fn in SPEED_EDITS and fp32_out is None) or (only is not None and fn not in only):
             continue
         trial = onnx.ModelProto()
         trial.CopyFrom(model)

@@ -6,8 +6,13 @@ the deployed file afterwards, measured beside the fp32 student, its PTQ and its 
     student.trained_fp32()                                    # its fp32 weights, as the lab's architecture
     measure_qad(student, ...)                                 # (in measure_run) the deployed file's figures
 
-The static int8 graph is exactly the one the static variant of the fp32 student would deploy
-(same exporter, calibration samples and method): before fine-tuning, the simulation is PTQ.
+The static int8 graph is the one the static variant of the fp32 student deploys (same exporter,
+calibration samples and method), with the speed edits QAD trains through made as that variant
+makes them (SIMULATED_EDITS: the first convolution in float, float logits; each where its check
+on the fp32 start passes), so that QAD's file runs as fast: before fine-tuning, the simulation is
+PTQ. The global average pooling folded into the classifier is the one speed edit not simulated
+(its weights repeated over the positions are not a weight the simulation trains): QAD's file keeps
+the pooling.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from .latency import ort_predict, ort_session
 from .qdq_sim import QDQSim
 
 START_ONNX, PTQ_ONNX = "qad-start.onnx", "qad-ptq.raw.onnx"  # working files in the run folder, removed after
+SIMULATED_EDITS = ("float_first_block", "float_output")  # int8.SPEED_EDITS that QDQSim runs as ONNX Runtime does
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Int8Student:
     pairs: list = field(default_factory=list)  # batch norms folded into convolutions
     export: dict = field(default_factory=dict)  # the fp32 export of the start
     dynamic: dict = field(default_factory=dict)  # its dynamic int8, made before training
+    edits: list = field(default_factory=list)  # the SIMULATED_EDITS made to the graph it trains
     seconds: float = 0.0
 
     def trained_fp32(self) -> tuple[nn.Module, str]:
@@ -70,6 +77,8 @@ def prepare(model: nn.Module, data: DataBundle, folder: str | Path, settings: di
         raise ModelError(f"QAD needs the fp32 student's ONNX export, which failed: {export.get('reason')}")
     calibration = calibration_sample(data.x_train, settings["calibration_samples"], seed)
     calibrated_qdq(folder / START_ONNX, folder / PTQ_ONNX, calibration, settings["calibration_method"])
+    edits = deployable(folder / PTQ_ONNX, folder / PTQ_ONNX, calibration[: 2 * CALIBRATION_BATCH],
+                       fp32=folder / START_ONNX, only=SIMULATED_EDITS)
     import onnx
     from onnx import numpy_helper
 
@@ -78,7 +87,7 @@ def prepare(model: nn.Module, data: DataBundle, folder: str | Path, settings: di
     _, pairs = fold_batchnorm(start)
     dynamic = quantize_dynamic_int8(folder / START_ONNX, folder / paths.int8_variant("dynamic"))
     os.unlink(folder / START_ONNX)
-    return Int8Student(sim, start, calibration, settings, seed, folder, pairs, export, dynamic,
+    return Int8Student(sim, start, calibration, settings, seed, folder, pairs, export, dynamic, edits,
                        time.perf_counter() - t)
 
 
@@ -95,7 +104,7 @@ def measure_qad(student: Int8Student, threads: int, s: dict, data: DataBundle, x
     try:
         raw = folder / "qad.raw.onnx"
         student.sim.write(raw)
-        edits = deployable(raw, folder / paths.INT8, check)
+        edits = student.edits + deployable(raw, folder / paths.INT8, check)
         os.unlink(raw)
         qad = {"ok": True, "variant": "qad", "path": str(folder / paths.INT8), "bytes": os.path.getsize(folder / paths.INT8),
                "method": "quantisation-aware distillation of the static QDQ graph (weights and scales trained)",
@@ -116,7 +125,7 @@ def measure_qad(student: Int8Student, threads: int, s: dict, data: DataBundle, x
     t = time.perf_counter()
     try:
         ptq_path = folder / paths.int8_variant("static")
-        edits = deployable(folder / PTQ_ONNX, ptq_path, check)
+        edits = student.edits + deployable(folder / PTQ_ONNX, ptq_path, check)
         variants["static"] = measure_variant(static_record(ptq_path, student.calibration, s["calibration_method"],
                                                            student.seed, edits), threads, s, data, xs, fp32_pred,
                                              teacher_logits_test)

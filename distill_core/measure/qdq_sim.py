@@ -8,7 +8,9 @@ every forward, symmetric int8, as the quantiser does) and the activation scales 
 space, from their calibrated values; or kept as calibrated). `write` puts the trained weights,
 their scales, the int32 biases and the activation scales back into the same graph, so the file
 ONNX Runtime runs is the network that was trained: deployed == simulated, to the rounding of
-int8 kernels. Placement of the quantisers is ONNX Runtime's own, so its fused int8 kernels apply.
+int8 kernels. Placement of the quantisers is ONNX Runtime's own, so its fused int8 kernels apply;
+where the graph runs its first convolution in float (int8.float_first_block: weights decoded by
+Cast x scale, a float bias), that layer is simulated and trained as it is deployed.
 
 Only the operators the lab's architectures export are simulated; another one is a ModelError
 naming it.
@@ -77,23 +79,37 @@ class QDQSim(nn.Module):
         made = {o: n for n in self.nodes for o in n.output}
         self.weights = nn.ParameterDict()
         self.log_scales = nn.ParameterDict()
-        self._weight_of: dict[str, str] = {}  # DQ output -> float weight name
-        self._bias_of: dict[str, str] = {}  # DQ output -> float bias name
+        self._weight_of: dict[str, str] = {}  # DQ output (or int8.float_first_block's Mul) -> weight key
+        self._bias_of: dict[str, str] = {}  # DQ output -> bias key
+        self._float_bias_of: dict[str, str] = {}  # float bias initializer (int8.float_first_block) -> bias key
         self._act_scale: dict[str, str] = {}  # scale initializer -> parameter key
+        self._weight_casts: set[str] = set()  # the Cast outputs those Muls read
         self.key = {}
         for n in self.nodes:
-            if n.op_type == "DequantizeLinear" and n.input[0] in self.consts:
-                name = n.input[0].removesuffix("_quantized")
+            decoded = _decoded_weight(n, made, self.consts)
+            if decoded is not None:  # DequantizeLinear of an int8 initializer, or its Cast x scale
+                q_name, scale_name = decoded
+                name = q_name.removesuffix("_quantized")
                 if name not in fp32_weights:
-                    raise ModelError(f"QAD: the int8 graph's weight {n.input[0]!r} has no fp32 tensor {name!r}")
+                    raise ModelError(f"QAD: the int8 graph's weight {q_name!r} has no fp32 tensor {name!r}")
                 w = fp32_weights[name]
-                is_bias = self.consts[n.input[0]].dtype == np.int32
-                axis = next((a.i for a in n.attribute if a.name == "axis"), 1)
-                if not is_bias and (axis != 0 or np.asarray(self.consts[n.input[1]]).size != len(w)):
+                is_bias = self.consts[q_name].dtype == np.int32
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1) if n.op_type == "DequantizeLinear" else 0
+                if not is_bias and (axis != 0 or np.asarray(self.consts[scale_name]).size != len(w)):
                     raise ModelError(f"QAD simulates int8 weights per output channel (axis 0); {name!r} is not")
                 k = self._param_key(name)
                 self.weights[k] = nn.Parameter(torch.tensor(w, dtype=torch.float32))
                 (self._bias_of if is_bias else self._weight_of)[n.output[0]] = k
+                if n.op_type == "Mul":
+                    self._weight_casts.add(n.input[0])
+            elif n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in self.consts:
+                # a bias left in float (int8.float_first_block): trained as it is, never quantised
+                name = n.input[2].removesuffix("_float").removesuffix("_quantized")
+                if name not in fp32_weights:
+                    raise ModelError(f"QAD: the int8 graph's bias {n.input[2]!r} has no fp32 tensor {name!r}")
+                k = self._param_key(name)
+                self.weights[k] = nn.Parameter(torch.tensor(fp32_weights[name], dtype=torch.float32))
+                self._float_bias_of[n.input[2]] = k
             elif n.op_type == "QuantizeLinear":
                 s = n.input[1]
                 if s not in self._act_scale:
@@ -164,9 +180,9 @@ class QDQSim(nn.Module):
             qmin, qmax = self._range(n)
             scale, zp = self.act_scale(n.input[1]), self._zp(n.input[2] if len(n.input) > 2 else None)
             return (torch.clamp(round_ste(ins[0] / scale) + zp, qmin, qmax),)
+        if n.output[0] in self._weight_of or n.output[0] in self._bias_of or n.output[0] in self._weight_casts:
+            return (None,)  # read by the layer that uses it (its scale depends on the layer's input)
         if op == "DequantizeLinear":
-            if n.output[0] in self._weight_of or n.output[0] in self._bias_of:
-                return (None,)  # read by the layer that uses it (its scale depends on the layer's input)
             zp = self._zp(n.input[2] if len(n.input) > 2 else None)
             return ((ins[0] - zp) * self.act_scale(n.input[1]),)
         if op in ("Conv", "Gemm"):
@@ -228,13 +244,16 @@ class QDQSim(nn.Module):
         q = torch.clamp(round_ste(w / s.view(shape)), -weight_qmax(), weight_qmax())
         return q * s.view(shape), s
 
-    def _bias(self, dq_out: str | None, x_scale: torch.Tensor, w_scale: torch.Tensor):
+    def _bias(self, dq_out: str | None, x: str, w_scale: torch.Tensor):
+        """A layer's bias: in float where the graph keeps it so, else int32 at input scale x weight scale."""
         if not dq_out:
             return None
+        if dq_out in self._float_bias_of:
+            return self.weights[self._float_bias_of[dq_out]]
         if dq_out not in self._bias_of:
             raise ModelError("QAD: a layer's bias is not quantised in the int8 graph")
         b = self.weights[self._bias_of[dq_out]]
-        s = x_scale * w_scale
+        s = self._input_scale(x) * w_scale
         return torch.clamp(round_ste(b / s), -(2**31), 2**31 - 1) * s
 
     def _layer(self, n, op, a, ins):
@@ -242,7 +261,7 @@ class QDQSim(nn.Module):
         if n.input[1] not in self._weight_of:
             raise ModelError(f"QAD: the weights of a {op} are not quantised in the int8 graph")
         w, w_scale = self._quantised_weight(n.input[1])
-        bias = self._bias(n.input[2] if len(n.input) > 2 else None, self._input_scale(n.input[0]), w_scale)
+        bias = self._bias(n.input[2] if len(n.input) > 2 else None, n.input[0], w_scale)
         if op == "Gemm":
             if a.get("transA", 0):
                 x = x.t()
@@ -274,18 +293,20 @@ class QDQSim(nn.Module):
 
         for scale_name, key in self._act_scale.items():
             put(scale_name, np.asarray(self.log_scales[key].exp().item(), np.float32).reshape(self.consts[scale_name].shape))
-        dq = {o: n for n in g.node for o in n.output}
+        made = {o: n for n in g.node for o in n.output}
         for n in g.node:
             if n.op_type not in ("Conv", "Gemm") or n.input[1] not in self._weight_of:
                 continue
             w = self.weights[self._weight_of[n.input[1]]].detach().cpu()
             s = weight_scale(w)
             shape = (-1,) + (1,) * (w.dim() - 1)
-            w_dq = dq[n.input[1]]
-            put(w_dq.input[0], torch.clamp(torch.round(w / s.view(shape)), -weight_qmax(), weight_qmax()).numpy())
-            put(w_dq.input[1], s.numpy())
-            if len(n.input) > 2 and n.input[2]:
-                b_dq = dq[n.input[2]]
+            q_name, scale_name = _decoded_weight(made[n.input[1]], made, self.consts)
+            put(q_name, torch.clamp(torch.round(w / s.view(shape)), -weight_qmax(), weight_qmax()).numpy())
+            put(scale_name, s.numpy().reshape(self.consts[scale_name].shape))
+            if len(n.input) > 2 and n.input[2] in self._float_bias_of:
+                put(n.input[2], self.weights[self._float_bias_of[n.input[2]]].detach().cpu().numpy())
+            elif len(n.input) > 2 and n.input[2]:
+                b_dq = made[n.input[2]]
                 bs = (self._input_scale(n.input[0]).detach().cpu() * s).numpy().astype(np.float32)
                 b = self.weights[self._bias_of[n.input[2]]].detach().cpu().numpy()
                 put(b_dq.input[0], np.clip(np.round(b / bs), -(2**31), 2**31 - 1))
@@ -295,6 +316,19 @@ class QDQSim(nn.Module):
     def float_weights(self) -> dict[str, np.ndarray]:
         """The trained fp32 weights under their names in the fp32 graph."""
         return {name: self.weights[k].detach().cpu().numpy().copy() for name, k in self.key.items() if k in self.weights}
+
+
+def _decoded_weight(node, made: dict, consts: dict) -> tuple[str, str] | None:
+    """(int8 initializer, scale initializer) where `node` decodes a constant int8 tensor: a
+    DequantizeLinear of it, or the Cast to float times the per-channel scale that
+    int8.float_first_block puts in its place (None for any other node)."""
+    if node.op_type == "DequantizeLinear" and node.input[0] in consts:
+        return node.input[0], node.input[1]
+    if node.op_type == "Mul" and node.input[1] in consts:
+        cast = made.get(node.input[0])
+        if cast is not None and cast.op_type == "Cast" and cast.input[0] in consts and consts[cast.input[0]].dtype == np.int8:
+            return cast.input[0], node.input[1]
+    return None
 
 
 def _attr(a):
