@@ -325,11 +325,12 @@ def test_qad_recovers_what_ptq_loses_on_outlier_activations_and_deploys_what_it_
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_qad_trains_through_the_float_first_block_and_deploys_it(tmp_path, monkeypatch):
+def test_qad_trains_the_graph_static_int8_deploys_and_deploys_it(tmp_path, monkeypatch):
     """QAD simulates the graph static int8 deploys, with its speed edits (the first convolution in
-    float, its weights int8 in the file; float logits): the simulation runs it as ONNX Runtime does,
-    trains that convolution's weights and float bias, and writes them back, so QAD's file has the
-    same fast first block and computes what was trained."""
+    float, its weights int8 in the file; float logits; on digits' 4 x 4 maps the pooling folded into
+    the classifier): the simulation runs it as ONNX Runtime does, trains the float convolution's
+    weights and bias and the folded classifier, and writes them back, so QAD's file runs in the
+    same kernels as the static file and computes what was trained."""
     from distill_core.measure import int8 as int8_mod
 
     # made whatever this CPU's int8 kernels give (their check has its own test above)
@@ -340,7 +341,7 @@ def test_qad_trains_through_the_float_first_block_and_deploys_it(tmp_path, monke
     before = copy.deepcopy(model.state_dict())
     x = data.x_test.numpy()
     student = prepare(model, data, tmp_path, measure_settings(FAST), seed=0)
-    assert student.edits == [FLOAT_FIRST, FLOAT_OUTPUT]
+    assert student.edits == [FLOAT_FIRST, FLOAT_OUTPUT, POOLING_IN_CLASSIFIER]
     onnx.save(student.sim.proto, str(tmp_path / "ptq.onnx"))
     ptq = _ort(tmp_path / "ptq.onnx", x)
     sim = predict_logits(student.sim, data.x_test).numpy()
@@ -351,12 +352,17 @@ def test_qad_trains_through_the_float_first_block_and_deploys_it(tmp_path, monke
     first = student.sim.proto.graph.node
     conv = next(n for n in first if n.op_type == "Conv")
     assert conv.input[0] == student.sim.input_name  # the first convolution reads the float input ...
+    gemm = next(n for n in first if n.op_type == "Gemm")
     moved = {k for k, v in student.sim.weights.items() if not torch.equal(v.detach(), start[k])}
-    assert {student.sim._weight_of[conv.input[1]], student.sim._float_bias_of[conv.input[2]]} <= moved  # ... and trains
+    assert {student.sim._weight_of[conv.input[1]], student.sim._float_bias_of[conv.input[2]],  # ... and trains,
+            student.sim._weight_of[gemm.input[1]]} <= moved  # as does the classifier reading the whole map
     student.sim.write(tmp_path / "qad.raw.onnx")
     deployable(tmp_path / "qad.raw.onnx", tmp_path / "qad.onnx", student.calibration[:128])
+    static = quantize_static_qdq(export_onnx(model, data.x_test[:2], tmp_path / "m.onnx", data.x_test[:64],
+                                             exporter="torchscript")["path"], tmp_path / "s.onnx", student.calibration, seed=0)
     kernels = _kernels(tmp_path / "qad.onnx")
     assert kernels[0] == "Conv" and "QLinearConv" in kernels and kernels[-1] == "QGemm", kernels  # float first, then int8
+    assert kernels == _kernels(tmp_path / "s.onnx") and "QLinearGlobalAveragePool" not in kernels  # static's kernels
     deployed = _ort(tmp_path / "qad.onnx", x)
     sim = predict_logits(student.sim, data.x_test).numpy()
     assert (deployed.argmax(1) == sim.argmax(1)).mean() >= 0.99

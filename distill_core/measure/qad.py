@@ -7,12 +7,10 @@ the deployed file afterwards, measured beside the fp32 student, its PTQ and its 
     measure_qad(student, ...)                                 # (in measure_run) the deployed file's figures
 
 The static int8 graph is the one the static variant of the fp32 student deploys (same exporter,
-calibration samples and method), with the speed edits QAD trains through made as that variant
-makes them (SIMULATED_EDITS: the first convolution in float, float logits; each where its check
-on the fp32 start passes), so that QAD's file runs as fast: before fine-tuning, the simulation is
-PTQ. The global average pooling folded into the classifier is the one speed edit not simulated
-(its weights repeated over the positions are not a weight the simulation trains): QAD's file keeps
-the pooling.
+calibration samples and method), its speed edits (int8.SPEED_EDITS: the first convolution in
+float, float logits, the pooling folded into the classifier) made as that variant makes them,
+each where its check against the fp32 start passes: QAD trains the network its file runs, and
+the file runs as fast as static's. Before fine-tuning, the simulation is PTQ.
 """
 from __future__ import annotations
 
@@ -30,13 +28,12 @@ from ..data import DataBundle
 from ..errors import ModelError
 from ..evaluate import predict_logits
 from .export import export_onnx, fold_batchnorm, unfold_batchnorm
-from .int8 import (CALIBRATION_BATCH, calibrated_qdq, calibration_sample, deployable, measure_variant,
+from .int8 import (CALIBRATION_BATCH, SPEED_EDITS, calibrated_qdq, calibration_sample, deployable, measure_variant,
                    quantize_dynamic_int8, static_record)
 from .latency import ort_predict, ort_session
 from .qdq_sim import QDQSim
 
 START_ONNX, PTQ_ONNX = "qad-start.onnx", "qad-ptq.raw.onnx"  # working files in the run folder, removed after
-SIMULATED_EDITS = ("float_first_block", "float_output")  # int8.SPEED_EDITS that QDQSim runs as ONNX Runtime does
 
 
 @dataclass
@@ -50,7 +47,7 @@ class Int8Student:
     pairs: list = field(default_factory=list)  # batch norms folded into convolutions
     export: dict = field(default_factory=dict)  # the fp32 export of the start
     dynamic: dict = field(default_factory=dict)  # its dynamic int8, made before training
-    edits: list = field(default_factory=list)  # the SIMULATED_EDITS made to the graph it trains
+    edits: list = field(default_factory=list)  # the SPEED_EDITS made to the graph it trains
     seconds: float = 0.0
 
     def trained_fp32(self) -> tuple[nn.Module, str]:
@@ -78,7 +75,7 @@ def prepare(model: nn.Module, data: DataBundle, folder: str | Path, settings: di
     calibration = calibration_sample(data.x_train, settings["calibration_samples"], seed)
     calibrated_qdq(folder / START_ONNX, folder / PTQ_ONNX, calibration, settings["calibration_method"])
     edits = deployable(folder / PTQ_ONNX, folder / PTQ_ONNX, calibration[: 2 * CALIBRATION_BATCH],
-                       fp32=folder / START_ONNX, only=SIMULATED_EDITS)
+                       fp32=folder / START_ONNX, only=SPEED_EDITS)
     import onnx
     from onnx import numpy_helper
 

@@ -9,8 +9,10 @@ space, from their calibrated values; or kept as calibrated). `write` puts the tr
 their scales, the int32 biases and the activation scales back into the same graph, so the file
 ONNX Runtime runs is the network that was trained: deployed == simulated, to the rounding of
 int8 kernels. Placement of the quantisers is ONNX Runtime's own, so its fused int8 kernels apply;
-where the graph runs its first convolution in float (int8.float_first_block: weights decoded by
-Cast x scale, a float bias), that layer is simulated and trained as it is deployed.
+the speed edits static int8 deploys are simulated as ONNX Runtime runs them: the first
+convolution in float (int8.float_first_block: weights decoded by Cast x scale, a float bias), and
+the pooling folded into the classifier (int8.pooling_in_classifier: the map's scale divided by
+its positions, the weights tiled over them).
 
 Only the operators the lab's architectures export are simulated; another one is a ModelError
 naming it.
@@ -80,16 +82,18 @@ class QDQSim(nn.Module):
         self.weights = nn.ParameterDict()
         self.log_scales = nn.ParameterDict()
         self._weight_of: dict[str, str] = {}  # DQ output (or int8.float_first_block's Mul) -> weight key
+        self._repeats: dict[str, int] = {}  # DQ output -> how often its weights are tiled (int8.pooling_in_classifier)
         self._bias_of: dict[str, str] = {}  # DQ output -> bias key
         self._float_bias_of: dict[str, str] = {}  # float bias initializer (int8.float_first_block) -> bias key
         self._act_scale: dict[str, str] = {}  # scale initializer -> parameter key
-        self._weight_casts: set[str] = set()  # the Cast outputs those Muls read
+        self._derived: dict[str, tuple[str, int]] = {}  # scale initializer -> (a QuantizeLinear's scale, divisor)
+        self._weight_sources: set[str] = set()  # what those weights are decoded from (Cast, Tile outputs)
         self.key = {}
         for n in self.nodes:
             decoded = _decoded_weight(n, made, self.consts)
             if decoded is not None:  # DequantizeLinear of an int8 initializer, or its Cast x scale
-                q_name, scale_name = decoded
-                name = q_name.removesuffix("_quantized")
+                q_name, scale_name, source, repeats = decoded
+                name = q_name.removesuffix("_pooled").removesuffix("_quantized")
                 if name not in fp32_weights:
                     raise ModelError(f"QAD: the int8 graph's weight {q_name!r} has no fp32 tensor {name!r}")
                 w = fp32_weights[name]
@@ -100,8 +104,10 @@ class QDQSim(nn.Module):
                 k = self._param_key(name)
                 self.weights[k] = nn.Parameter(torch.tensor(w, dtype=torch.float32))
                 (self._bias_of if is_bias else self._weight_of)[n.output[0]] = k
-                if n.op_type == "Mul":
-                    self._weight_casts.add(n.input[0])
+                if source is not None:
+                    self._weight_sources.add(source)
+                if repeats > 1:
+                    self._repeats[n.output[0]] = repeats
             elif n.op_type in ("Conv", "Gemm") and len(n.input) > 2 and n.input[2] in self.consts:
                 # a bias left in float (int8.float_first_block): trained as it is, never quantised
                 name = n.input[2].removesuffix("_float").removesuffix("_quantized")
@@ -118,10 +124,19 @@ class QDQSim(nn.Module):
                     value = float(np.asarray(self.consts[s]).reshape(-1)[0])
                     self.log_scales[k] = nn.Parameter(torch.tensor(math.log(value)), requires_grad=learn_ranges)
         for n in self.nodes:  # every activation DequantizeLinear reads the scale of its QuantizeLinear
-            if n.op_type == "DequantizeLinear" and n.input[0] not in self.consts:
+            if n.op_type == "DequantizeLinear" and n.input[0] not in self.consts and n.output[0] not in self._weight_of:
                 src = made.get(n.input[0])
-                if src is None or src.op_type != "QuantizeLinear" or src.input[1] != n.input[1]:
+                while src is not None and src.op_type in ("Transpose", "Flatten"):  # moved, not changed
+                    src = made.get(src.input[0])
+                if src is None or src.op_type != "QuantizeLinear":
                     raise ModelError("QAD: a DequantizeLinear of the int8 graph does not follow its QuantizeLinear")
+                if src.input[1] != n.input[1]:
+                    # int8.pooling_in_classifier: the map's scale divided by its positions
+                    ratio = float(np.asarray(self.consts[src.input[1]]).reshape(-1)[0]
+                                  / np.asarray(self.consts[n.input[1]]).reshape(-1)[0])
+                    if round(ratio) < 1 or abs(ratio - round(ratio)) > 1e-3 * ratio:
+                        raise ModelError("QAD: a DequantizeLinear of the int8 graph reads another scale than its QuantizeLinear")
+                    self._derived[n.input[1]] = (src.input[1], round(ratio))
         self._made = made
 
     def _param_key(self, name: str) -> str:
@@ -134,6 +149,9 @@ class QDQSim(nn.Module):
     # -- quantisation parameters ---------------------------------------------------------------------
 
     def act_scale(self, name: str) -> torch.Tensor:
+        if name in self._derived:
+            base, divisor = self._derived[name]
+            return self.act_scale(base) / divisor
         return self.log_scales[self._act_scale[name]].exp()
 
     def _zp(self, name: str | None) -> float:
@@ -180,7 +198,7 @@ class QDQSim(nn.Module):
             qmin, qmax = self._range(n)
             scale, zp = self.act_scale(n.input[1]), self._zp(n.input[2] if len(n.input) > 2 else None)
             return (torch.clamp(round_ste(ins[0] / scale) + zp, qmin, qmax),)
-        if n.output[0] in self._weight_of or n.output[0] in self._bias_of or n.output[0] in self._weight_casts:
+        if n.output[0] in self._weight_of or n.output[0] in self._bias_of or n.output[0] in self._weight_sources:
             return (None,)  # read by the layer that uses it (its scale depends on the layer's input)
         if op == "DequantizeLinear":
             zp = self._zp(n.input[2] if len(n.input) > 2 else None)
@@ -241,8 +259,9 @@ class QDQSim(nn.Module):
         w = self.weights[self._weight_of[dq_out]]
         s = weight_scale(w)
         shape = (-1,) + (1,) * (w.dim() - 1)
-        q = torch.clamp(round_ste(w / s.view(shape)), -weight_qmax(), weight_qmax())
-        return q * s.view(shape), s
+        q = torch.clamp(round_ste(w / s.view(shape)), -weight_qmax(), weight_qmax()) * s.view(shape)
+        repeats = self._repeats.get(dq_out, 1)
+        return (q.repeat(1, repeats) if repeats > 1 else q), s
 
     def _bias(self, dq_out: str | None, x: str, w_scale: torch.Tensor):
         """A layer's bias: in float where the graph keeps it so, else int32 at input scale x weight scale."""
@@ -293,6 +312,8 @@ class QDQSim(nn.Module):
 
         for scale_name, key in self._act_scale.items():
             put(scale_name, np.asarray(self.log_scales[key].exp().item(), np.float32).reshape(self.consts[scale_name].shape))
+        for scale_name in self._derived:
+            put(scale_name, np.asarray(self.act_scale(scale_name).item(), np.float32).reshape(self.consts[scale_name].shape))
         made = {o: n for n in g.node for o in n.output}
         for n in g.node:
             if n.op_type not in ("Conv", "Gemm") or n.input[1] not in self._weight_of:
@@ -300,7 +321,7 @@ class QDQSim(nn.Module):
             w = self.weights[self._weight_of[n.input[1]]].detach().cpu()
             s = weight_scale(w)
             shape = (-1,) + (1,) * (w.dim() - 1)
-            q_name, scale_name = _decoded_weight(made[n.input[1]], made, self.consts)
+            q_name, scale_name, _, _ = _decoded_weight(made[n.input[1]], made, self.consts)
             put(q_name, torch.clamp(torch.round(w / s.view(shape)), -weight_qmax(), weight_qmax()).numpy())
             put(scale_name, s.numpy().reshape(self.consts[scale_name].shape))
             if len(n.input) > 2 and n.input[2] in self._float_bias_of:
@@ -318,16 +339,23 @@ class QDQSim(nn.Module):
         return {name: self.weights[k].detach().cpu().numpy().copy() for name, k in self.key.items() if k in self.weights}
 
 
-def _decoded_weight(node, made: dict, consts: dict) -> tuple[str, str] | None:
-    """(int8 initializer, scale initializer) where `node` decodes a constant int8 tensor: a
-    DequantizeLinear of it, or the Cast to float times the per-channel scale that
-    int8.float_first_block puts in its place (None for any other node)."""
-    if node.op_type == "DequantizeLinear" and node.input[0] in consts:
-        return node.input[0], node.input[1]
+def _decoded_weight(node, made: dict, consts: dict) -> tuple[str, str, str | None, int] | None:
+    """(int8 initializer, scale initializer, the node between them or None, repeats) where `node`
+    decodes a constant int8 tensor: a DequantizeLinear of it; of its Tile along the columns
+    (int8.pooling_in_classifier: the weights repeated over the map's positions); or its Cast to
+    float times the per-channel scale (int8.float_first_block). None for any other node."""
+    if node.op_type == "DequantizeLinear":
+        if node.input[0] in consts:
+            return node.input[0], node.input[1], None, 1
+        tile = made.get(node.input[0])
+        if tile is not None and tile.op_type == "Tile" and all(i in consts for i in tile.input[:2]):
+            repeats = [int(r) for r in consts[tile.input[1]]]
+            if len(repeats) == 2 and repeats[0] == 1:
+                return tile.input[0], node.input[1], tile.output[0], repeats[1]
     if node.op_type == "Mul" and node.input[1] in consts:
         cast = made.get(node.input[0])
         if cast is not None and cast.op_type == "Cast" and cast.input[0] in consts and consts[cast.input[0]].dtype == np.int8:
-            return cast.input[0], node.input[1]
+            return cast.input[0], node.input[1], cast.output[0], 1
     return None
 
 
