@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -368,6 +369,28 @@ def test_qad_trains_the_graph_static_int8_deploys_and_deploys_it(tmp_path, monke
     assert (deployed.argmax(1) == sim.argmax(1)).mean() >= 0.99
     assert np.abs(deployed - sim).max() <= 1e-3 * np.abs(sim).max(), np.abs(deployed - sim).max()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the fp32 start untouched
+
+
+@pytest.mark.parametrize("spec", ZOO[:4], ids=[s["arch"] for s in ZOO[:4]])
+def test_qad_simulates_the_zoo_models_int8_graphs_as_onnx_runtime_runs_them(tmp_path, spec):
+    """Residual adds, the pooling folded into the classifier, a pre-activation network's batch
+    norms (their scale and shift stored int8 / int32 per tensor: run as the file decodes them),
+    depthwise convolutions: the simulation of each zoo model's int8 graph gives ONNX Runtime's
+    outputs, before and after `write`."""
+    torch.manual_seed(0)
+    model = _randomise_bn(build_model(spec, (3, 8, 8), 4))
+    x = torch.randn(320, 3, 8, 8)
+    data = SimpleNamespace(x_train=x, x_test=x[:256])
+    student = prepare(model, data, tmp_path, measure_settings({**FAST, "calibration_samples": 64}), seed=0)
+    for name in ("ptq.onnx", "written.onnx"):
+        if name == "ptq.onnx":
+            onnx.save(student.sim.proto, str(tmp_path / name))
+        else:
+            student.sim.write(tmp_path / name)
+        ort, sim = _ort(tmp_path / name, x.numpy()), predict_logits(student.sim, x).numpy()
+        # the same outputs but where an int8 kernel rounds a value the other way (a few samples)
+        assert np.median(np.abs(ort - sim)) <= 1e-4 * np.abs(sim).max(), (name, np.median(np.abs(ort - sim)))
+        assert (ort.argmax(1) == sim.argmax(1)).mean() >= 0.99
 
 
 def test_qad_run_starts_from_the_fp32_student_run_and_never_changes_it(home):

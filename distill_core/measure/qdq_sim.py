@@ -12,7 +12,9 @@ int8 kernels. Placement of the quantisers is ONNX Runtime's own, so its fused in
 the speed edits static int8 deploys are simulated as ONNX Runtime runs them: the first
 convolution in float (int8.float_first_block: weights decoded by Cast x scale, a float bias), and
 the pooling folded into the classifier (int8.pooling_in_classifier: the map's scale divided by
-its positions, the weights tiled over them).
+its positions, the weights tiled over them). Constants that no layer trains (a pre-activation
+network's batch-norm scale and shift, which the quantiser stores in int8 / int32 per tensor) are
+run as the file decodes them.
 
 Only the operators the lab's architectures export are simulated; another one is a ModelError
 naming it.
@@ -74,7 +76,7 @@ class QDQSim(nn.Module):
 
         self.proto = qdq
         g = qdq.graph
-        self.consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.consts = {i.name: numpy_helper.to_array(i).copy() for i in g.initializer}  # writable, for torch
         self.nodes = list(g.node)
         self.attrs = [{a.name: _attr(a) for a in n.attribute} for n in self.nodes]
         self.input_name, self.output_name = g.input[0].name, g.output[0].name
@@ -88,10 +90,16 @@ class QDQSim(nn.Module):
         self._act_scale: dict[str, str] = {}  # scale initializer -> parameter key
         self._derived: dict[str, tuple[str, int]] = {}  # scale initializer -> (a QuantizeLinear's scale, divisor)
         self._weight_sources: set[str] = set()  # what those weights are decoded from (Cast, Tile outputs)
+        self._fixed: dict[str, torch.Tensor] = {}  # DQ output -> its value, for a constant no layer trains
         self.key = {}
+        layer_inputs = {i for n in self.nodes if n.op_type in ("Conv", "Gemm") for i in n.input[1:3]}
         for n in self.nodes:
             decoded = _decoded_weight(n, made, self.consts)
-            if decoded is not None:  # DequantizeLinear of an int8 initializer, or its Cast x scale
+            if decoded is not None and decoded[2] is None and n.output[0] not in layer_inputs:
+                # e.g. a pre-activation BatchNormalization's scale and shift, which the quantiser
+                # stores int8 / int32 per tensor: run as the file decodes them, not trained
+                self._fixed[n.output[0]] = torch.as_tensor(_dequantised(n, self.consts), dtype=torch.float32)
+            elif decoded is not None:  # DequantizeLinear of an int8 initializer, or its Cast x scale
                 q_name, scale_name, source, repeats = decoded
                 name = q_name.removesuffix("_pooled").removesuffix("_quantized")
                 if name not in fp32_weights:
@@ -169,6 +177,7 @@ class QDQSim(nn.Module):
     # -- running the graph ---------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._device = x.device
         v: dict[str, torch.Tensor] = {self.input_name: x}
         for n, a in zip(self.nodes, self.attrs):
             v.update(zip(n.output, self._op(n, a, v)))
@@ -198,6 +207,8 @@ class QDQSim(nn.Module):
             qmin, qmax = self._range(n)
             scale, zp = self.act_scale(n.input[1]), self._zp(n.input[2] if len(n.input) > 2 else None)
             return (torch.clamp(round_ste(ins[0] / scale) + zp, qmin, qmax),)
+        if n.output[0] in self._fixed:
+            return (self._fixed[n.output[0]].to(self._device),)
         if n.output[0] in self._weight_of or n.output[0] in self._bias_of or n.output[0] in self._weight_sources:
             return (None,)  # read by the layer that uses it (its scale depends on the layer's input)
         if op == "DequantizeLinear":
@@ -244,7 +255,7 @@ class QDQSim(nn.Module):
                 out = out.unsqueeze(ax)
             return (out,)
         if op == "BatchNormalization":
-            scale, bias, mean, var = (torch.as_tensor(self._const(i), device=ins[0].device) for i in n.input[1:5])
+            scale, bias, mean, var = (self._value(i, got, ins[0]) for i, got in zip(n.input[1:5], ins[1:5]))
             shape = (1, -1) + (1,) * (ins[0].dim() - 2)
             return ((ins[0] - mean.view(shape)) / torch.sqrt(var.view(shape) + a.get("epsilon", 1e-5))
                     * scale.view(shape) + bias.view(shape),)
@@ -357,6 +368,18 @@ def _decoded_weight(node, made: dict, consts: dict) -> tuple[str, str, str | Non
         if cast is not None and cast.op_type == "Cast" and cast.input[0] in consts and consts[cast.input[0]].dtype == np.int8:
             return cast.input[0], node.input[1], cast.output[0], 1
     return None
+
+
+def _dequantised(node, consts: dict) -> np.ndarray:
+    """What a DequantizeLinear of constants gives: (q - zero point) x scale, per tensor or along its axis."""
+    q, scale = consts[node.input[0]].astype(np.float32), np.asarray(consts[node.input[1]], np.float32)
+    zp = np.asarray(consts[node.input[2]], np.float32) if len(node.input) > 2 and node.input[2] else np.zeros_like(scale)
+    if scale.size > 1:  # per axis
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1) % q.ndim
+        shape = [1] * q.ndim
+        shape[axis] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return (q - zp) * scale
 
 
 def _attr(a):
