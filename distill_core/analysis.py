@@ -277,7 +277,7 @@ def delta_words(mean: float, std: float, n: int, against: str = "scratch") -> st
     saying that its spread is unknown."""
     n = int(n)
     if n == 0 or not np.isfinite(mean):
-        return f"no difference from {against} to show (no seed has both runs)"
+        return f"no difference from {against} to show (no seed has a {against} run with the same data, network and training settings)"
     if n >= MIN_SEEDS and np.isfinite(std):
         return f"{100 * mean:+.1f} ± {100 * std:.1f} pts vs {against} over {n} seeds"
     return f"{100 * mean:+.1f} pts vs {against}, resting on {n} seed{'s' if n != 1 else ''}: its spread is unknown"

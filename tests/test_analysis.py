@@ -264,3 +264,10 @@ def test_grid_points():
     assert len(xs) == 5 and pts.shape == (25, 2) and xs[0] < 0 and ys[-1] > 2
     with pytest.raises(Exception, match="2-D"):
         teaching.grid_points(np.zeros((3, 3)))
+
+
+def test_delta_words_give_the_seeds_a_difference_rests_on_and_why_there_is_none():
+    assert A.delta_words(0.005, 0.004, 3) == "+0.5 ± 0.4 pts vs scratch over 3 seeds"
+    assert A.delta_words(0.005, math.nan, 1) == "+0.5 pts vs scratch, resting on 1 seed: its spread is unknown"
+    # a QAD run trains 5 epochs at a tenth of the rate: no scratch run has its settings
+    assert "a scratch run with the same data, network and training settings" in A.delta_words(math.nan, math.nan, 0)
