@@ -36,9 +36,8 @@ from .workers import heartbeat, live_pools, recover_orphans, register, salvage, 
 # Seconds an idle worker has to exit by itself at shutdown before it is terminated. A spawned
 # worker's interpreter takes about 1.1 s to tear down torch and the lab once its loop has ended
 # (1.4-1.8 s beside two busy processes on two cores): a second was too short, and a terminated
-# worker leaves its semaphores to the resource tracker.
+# worker leaves its semaphores to the resource tracker, which warns about them.
 IDLE_EXIT_GRACE = 5.0
-# (terminated, it leaves its semaphores to the resource tracker, which warns about them)
 CANCEL_GRACE = 5.0  # seconds a running run may take to honour a cancel before its worker is killed
 HEARTBEAT = 1.0
 

@@ -17,7 +17,8 @@ kernel fused:
     and at batch 256 this block decides whether cnn-small's int8 beats fp32. It changes what is
     computed (the input is not quantised), so it is kept only if the outputs stay as close to the
     fp32 model's (its predicted class as often, the mean difference at most a tenth larger: see
-    `_about_as_close_to_fp32`; static int8 only: QAD, which simulates the int8 input, does not get it);
+    `_about_as_close_to_fp32`; QAD makes these speed edits before it trains, on the same check, and
+    simulates them: measure/qad.py);
   - likewise the output: no QuantizeLinear / DequantizeLinear after the last Gemm, whose int8
     kernel then gives float logits (one kernel less at batch 1), kept on the same condition;
   - and, on maps of at most 16 positions, the global average pooling folded into that Gemm
